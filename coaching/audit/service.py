@@ -1,0 +1,169 @@
+"""Writing, reading and verifying audit rows. The service offers no update or delete."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from flask import has_request_context, request
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from coaching import clock
+from coaching.audit.models import GENESIS_HASH, AuditChainHead, AuditEntry
+from coaching.db import utc_iso
+from coaching.extensions import db
+
+ACTIONS = ("read", "create", "update", "delete", "export")
+
+
+def _digest(entry: AuditEntry) -> str:
+    fields = {
+        "seq": entry.seq,
+        "id": entry.id,
+        "occurred_at": utc_iso(entry.occurred_at),
+        "actor_id": entry.actor_id,
+        "actor_role": entry.actor_role,
+        "patient_id": entry.patient_id,
+        "action": entry.action,
+        "resource_type": entry.resource_type,
+        "resource_id": entry.resource_id,
+        "client_address": entry.client_address,
+    }
+    payload = entry.prev_hash + json.dumps(fields, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _lock_head() -> int:
+    # A no-op UPDATE takes the row lock (PostgreSQL) or the write lock (SQLite) before the head is
+    # read, so concurrent writers queue here instead of forking the chain.
+    return db.session.execute(
+        update(AuditChainHead)
+        .where(AuditChainHead.id == 1)
+        .values(last_seq=AuditChainHead.last_seq)
+    ).rowcount
+
+
+def _take_head() -> AuditChainHead:
+    if _lock_head() == 0:
+        # The very first row: create the head once, whoever gets there first.
+        postgres = db.session.get_bind().dialect.name == "postgresql"
+        insert = pg_insert if postgres else sqlite_insert
+        db.session.execute(
+            insert(AuditChainHead)
+            .values(id=1, last_seq=0, last_hash=GENESIS_HASH)
+            .on_conflict_do_nothing(index_elements=["id"])
+        )
+        _lock_head()
+    return db.session.execute(
+        select(AuditChainHead)
+        .where(AuditChainHead.id == 1)
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+
+
+def record(
+    *, actor, patient_id: str, action: str, resource_type: str, resource_id: str | None = None
+) -> AuditEntry | None:
+    """Returns the audit row added for an access to a patient's data by someone else.
+
+    Returns None when patients look at their own data (not audited). A failure to write raises,
+    so the request fails instead of returning unaudited patient data.
+    """
+    if actor is not None and actor.id == patient_id:
+        return None
+    if action not in ACTIONS:
+        raise ValueError(f"unknown audit action {action!r}")
+    head = _take_head()
+    entry = AuditEntry(
+        seq=head.last_seq + 1,
+        occurred_at=clock.now(),
+        actor_id=actor.id if actor is not None else None,
+        actor_role=actor.role if actor is not None else "system",
+        patient_id=patient_id,
+        action=action,
+        resource_type=resource_type,
+        resource_id=str(resource_id) if resource_id is not None else None,
+        client_address=request.remote_addr if has_request_context() else None,
+        prev_hash=head.last_hash,
+    )
+    from coaching.db import new_id
+
+    entry.id = new_id()
+    entry.row_hash = _digest(entry)
+    head.last_seq = entry.seq
+    head.last_hash = entry.row_hash
+    db.session.add(entry)
+    db.session.flush()
+    return entry
+
+
+def entries_query(
+    *, patient_id=None, actor_id=None, since: datetime | None = None, until: datetime | None = None
+):
+    """Returns a select() of audit rows, newest first, filtered as given."""
+    stmt = select(AuditEntry)
+    if patient_id is not None:
+        stmt = stmt.where(AuditEntry.patient_id == patient_id)
+    if actor_id is not None:
+        stmt = stmt.where(AuditEntry.actor_id == actor_id)
+    if since is not None:
+        stmt = stmt.where(AuditEntry.occurred_at >= since)
+    if until is not None:
+        stmt = stmt.where(AuditEntry.occurred_at < until)
+    return stmt.order_by(AuditEntry.seq.desc())
+
+
+@dataclass
+class VerifyResult:
+    checked: int
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify(progress=None, batch: int = 5000) -> VerifyResult:
+    """Returns the result of recomputing the whole chain in order of `seq`."""
+    problems: list[str] = []
+    expected_prev = GENESIS_HASH
+    expected_seq = 1
+    checked = 0
+    last_seq = 0
+    while True:
+        rows = (
+            db.session.execute(
+                select(AuditEntry)
+                .where(AuditEntry.seq > last_seq)
+                .order_by(AuditEntry.seq)
+                .limit(batch)
+            )
+            .scalars()
+            .all()
+        )
+        if not rows:
+            break
+        for entry in rows:
+            if entry.seq != expected_seq:
+                problems.append(f"rows {expected_seq}..{entry.seq - 1} are missing")
+            if entry.prev_hash != expected_prev:
+                problems.append(f"row {entry.seq}: does not follow the previous row")
+            if _digest(entry) != entry.row_hash:
+                problems.append(f"row {entry.seq}: its contents were changed")
+            expected_prev = entry.row_hash
+            expected_seq = entry.seq + 1
+            last_seq = entry.seq
+            checked += 1
+        if progress is not None:
+            progress.update(len(rows))
+        db.session.expunge_all()
+    head = db.session.get(AuditChainHead, 1)
+    if head is not None and (head.last_seq != last_seq or head.last_hash != expected_prev):
+        problems.append(
+            f"the chain ends at row {last_seq} but its head says {head.last_seq}: rows were removed"
+        )
+    return VerifyResult(checked=checked, problems=problems)

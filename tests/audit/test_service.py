@@ -1,0 +1,136 @@
+"""The audit log is append-only and chained by hash."""
+
+from sqlalchemy import text
+
+from coaching.audit import service
+from coaching.audit.models import AuditEntry
+from coaching.extensions import db
+
+
+def _record(world, n=3):
+    rows = []
+    for i in range(n):
+        rows.append(
+            service.record(
+                actor=world.therapist,
+                patient_id=world.patient.id,
+                action="read",
+                resource_type="outcomes",
+                resource_id=str(i),
+            )
+        )
+    db.session.commit()
+    return rows
+
+
+def test_patient_reading_own_data_is_not_audited(world):
+    assert (
+        service.record(
+            actor=world.patient,
+            patient_id=world.patient.id,
+            action="read",
+            resource_type="outcomes",
+        )
+        is None
+    )
+
+
+def test_rows_are_chained_in_sequence(world):
+    rows = _record(world)
+    assert [r.seq for r in rows] == [1, 2, 3]
+    assert rows[1].prev_hash == rows[0].row_hash
+    assert rows[2].prev_hash == rows[1].row_hash
+    result = service.verify()
+    assert result.ok and result.checked == 3
+
+
+def test_changed_row_is_detected(world):
+    _record(world)
+    db.session.execute(text("UPDATE audit_log SET actor_role = 'owner' WHERE seq = 2"))
+    db.session.commit()
+    result = service.verify()
+    assert not result.ok
+    assert any("row 2" in p and "changed" in p for p in result.problems)
+
+
+def test_removed_row_is_detected(world):
+    _record(world)
+    db.session.execute(text("DELETE FROM audit_log WHERE seq = 2"))
+    db.session.commit()
+    result = service.verify()
+    assert any("missing" in p for p in result.problems)
+
+
+def test_removed_last_row_is_detected(world):
+    _record(world)
+    db.session.execute(text("DELETE FROM audit_log WHERE seq = 3"))
+    db.session.commit()
+    result = service.verify()
+    assert any("removed" in p for p in result.problems)
+
+
+def test_cli_verify(app, world):
+    _record(world)
+    runner = app.test_cli_runner()
+    ok = runner.invoke(args=["audit", "verify"])
+    assert ok.exit_code == 0, ok.output
+    assert "3 rows checked" in ok.output
+    db.session.execute(text("UPDATE audit_log SET patient_id = 'x' WHERE seq = 1"))
+    db.session.commit()
+    bad = runner.invoke(args=["audit", "verify"])
+    assert bad.exit_code == 1
+    assert "row 1" in bad.output
+
+
+def test_entries_query_filters(world, clock):
+    _record(world, 2)
+    clock.advance(days=2)
+    service.record(
+        actor=world.other_therapist,
+        patient_id=world.foreign_patient.id,
+        action="read",
+        resource_type="profile",
+    )
+    db.session.commit()
+    assert len(db.session.execute(service.entries_query(patient_id=world.patient.id)).all()) == 2
+    assert (
+        len(db.session.execute(service.entries_query(actor_id=world.other_therapist.id)).all()) == 1
+    )
+    assert db.session.query(AuditEntry).count() == 3
+
+
+def test_concurrent_writers_keep_one_chain(app, world):
+    """Writers in parallel (threads with their own sessions) never fork the chain."""
+    import threading
+
+    from coaching.accounts.models import Account
+
+    therapist_id, patient_id = world.therapist.id, world.patient.id
+    errors = []
+
+    def write(n):
+        try:
+            with app.app_context():
+                actor = db.session.get(Account, therapist_id)
+                for i in range(n):
+                    service.record(
+                        actor=actor,
+                        patient_id=patient_id,
+                        action="read",
+                        resource_type="outcomes",
+                        resource_id=str(i),
+                    )
+                    db.session.commit()
+                db.session.remove()
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(10,)) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    result = service.verify()
+    assert result.ok, result.problems
+    assert result.checked == 60
