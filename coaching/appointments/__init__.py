@@ -1,0 +1,1 @@
+"""Face-to-face and video-call sessions a therapist plans with their patient."""

@@ -1,0 +1,257 @@
+"""Planning, listing and cancelling appointments between a therapist and their patient.
+
+A therapist plans sessions for their own patients; the patient sees them (and is reminded by the
+notifications domain); either side cancels, and the other side is notified of a cancellation
+(a deep link only, no details).
+The reminders before an appointment are planned by the notifications domain from
+`appointments_between()`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from coaching import clock
+from coaching.accounts.models import Account
+from coaching.appointments.models import Appointment
+from coaching.audit import service as audit
+from coaching.errors import Conflict, NotFound, ValidationFailed
+from coaching.extensions import db
+
+MIN_DURATION, MAX_DURATION = 5, 240
+MAX_AHEAD = timedelta(days=366)
+SCOPES = ("all", "upcoming", "past")
+
+_TEXTS = {
+    "cancelled_by_therapist": (
+        {"nl": "Afspraak geannuleerd", "en": "Appointment cancelled"},
+        {
+            "nl": "Je fysiotherapeut heeft een afspraak geannuleerd.",
+            "en": "Your physiotherapist cancelled an appointment.",
+        },
+    ),
+    "cancelled_by_patient": (
+        {"nl": "Afspraak geannuleerd", "en": "Appointment cancelled"},
+        {
+            "nl": "Een patiënt heeft een afspraak geannuleerd.",
+            "en": "A patient cancelled an appointment.",
+        },
+    ),
+}
+
+
+def _patient_for_therapist(therapist: Account, patient_id: str) -> Account:
+    from coaching.patients.service import patient_for_therapist
+
+    return patient_for_therapist(therapist, patient_id)
+
+
+def _notify(appointment: Appointment, recipient_id: str, event: str) -> None:
+    try:
+        notifications = importlib.import_module("coaching.notifications.service")
+    except ModuleNotFoundError:
+        return
+    enqueue = getattr(notifications, "enqueue", None)
+    if enqueue is None:
+        return
+    title, body = _TEXTS[event]
+    enqueue(
+        recipient_id=recipient_id,
+        category="appointment",
+        key=f"appointment-{event}:{appointment.id}",
+        title=title,
+        body=body,
+        data={"link": f"/appointments/{appointment.id}"},
+    )
+
+
+def _audit(actor: Account, appointment: Appointment, action: str) -> None:
+    audit.record(
+        actor=actor,
+        patient_id=appointment.patient_id,
+        action=action,
+        resource_type="appointment",
+        resource_id=appointment.id,
+    )
+
+
+def _overlapping(therapist_id: str, starts_at: datetime, ends_at: datetime) -> bool:
+    candidates = db.session.execute(
+        select(Appointment).where(
+            Appointment.therapist_id == therapist_id,
+            Appointment.cancelled_at.is_(None),
+            Appointment.starts_at < ends_at,
+            Appointment.starts_at > starts_at - timedelta(minutes=MAX_DURATION),
+        )
+    ).scalars()
+    return any(a.ends_at > starts_at for a in candidates)
+
+
+def plan_appointment(
+    *,
+    therapist: Account,
+    patient_id: str,
+    starts_at: datetime,
+    duration_minutes: int,
+    kind: str,
+    note: str | None = None,
+) -> Appointment:
+    """Returns a new appointment of a therapist with their own patient.
+
+    It must lie ahead (at most a year) and not overlap another of the therapist's appointments.
+    """
+    patient = _patient_for_therapist(therapist, patient_id)
+    now = clock.now()
+    if starts_at < now:
+        raise ValidationFailed.field("starts_at", "Lies in the past.")
+    if starts_at > now + MAX_AHEAD:
+        raise ValidationFailed.field("starts_at", "More than a year ahead.")
+    if not MIN_DURATION <= duration_minutes <= MAX_DURATION:
+        raise ValidationFailed.field(
+            "duration_minutes", f"Must be {MIN_DURATION} to {MAX_DURATION} minutes."
+        )
+    ends_at = starts_at + timedelta(minutes=duration_minutes)
+    if _overlapping(therapist.id, starts_at, ends_at):
+        raise Conflict("You already have an appointment at that time")
+    appointment = Appointment(
+        patient_id=patient.id,
+        therapist_id=therapist.id,
+        starts_at=starts_at,
+        duration_minutes=duration_minutes,
+        kind=kind,
+        note=note,
+        created_at=now,
+    )
+    db.session.add(appointment)
+    db.session.flush()
+    _audit(therapist, appointment, "create")
+    return appointment
+
+
+def appointments_query(patient_id: str, scope: str = "all"):
+    """Returns a select() of a patient's appointments: all (by time), upcoming (not cancelled,
+    soonest first) or past (latest first)."""
+    stmt = select(Appointment).where(Appointment.patient_id == patient_id)
+    now = clock.now()
+    if scope == "upcoming":
+        return stmt.where(
+            Appointment.cancelled_at.is_(None), Appointment.starts_at >= now
+        ).order_by(Appointment.starts_at, Appointment.id)
+    if scope == "past":
+        return stmt.where(Appointment.starts_at < now).order_by(
+            Appointment.starts_at.desc(), Appointment.id
+        )
+    return stmt.order_by(Appointment.starts_at, Appointment.id)
+
+
+def readable_patient_id(*, actor: Account, patient_id: str) -> str:
+    """Returns the id of a patient whose appointments the caller may list: themself, or their
+    therapist's own patient (an audited read); anyone else gets NotFound."""
+    if actor.role == "patient":
+        if actor.id != patient_id:
+            raise NotFound("Patient not found")
+        return patient_id
+    patient = _patient_for_therapist(actor, patient_id)
+    audit.record(
+        actor=actor,
+        patient_id=patient.id,
+        action="read",
+        resource_type="appointments",
+        resource_id=patient.id,
+    )
+    return patient.id
+
+
+def get_for(account: Account, appointment_id: str, *, audit_read: bool = True) -> Appointment:
+    """Returns an appointment of the caller (the patient, or their therapist), else NotFound."""
+    appointment = (
+        db.session.get(Appointment, appointment_id) if isinstance(appointment_id, str) else None
+    )
+    if appointment is None:
+        raise NotFound("Appointment not found")
+    if account.role == "patient":
+        if appointment.patient_id != account.id:
+            raise NotFound("Appointment not found")
+        return appointment
+    patient = db.session.get(Account, appointment.patient_id)
+    if patient is None or patient.therapist_id != account.id:
+        raise NotFound("Appointment not found")
+    if audit_read:
+        _audit(account, appointment, "read")
+    return appointment
+
+
+def cancel(*, account: Account, appointment_id: str, reason: str | None = None) -> Appointment:
+    """Returns the appointment cancelled by the patient or their therapist (again: unchanged).
+
+    One that has already ended cannot be cancelled.
+    """
+    appointment = get_for(account, appointment_id, audit_read=False)
+    if appointment.cancelled_at is not None:
+        return appointment
+    now = clock.now()
+    if appointment.ends_at <= now:
+        raise Conflict("This appointment has already taken place")
+    appointment.cancelled_at = now
+    appointment.cancelled_by = account.id
+    appointment.cancel_reason = reason
+    db.session.flush()
+    if account.role == "patient":
+        _notify(appointment, appointment.therapist_id, "cancelled_by_patient")
+    else:
+        _audit(account, appointment, "update")
+        _notify(appointment, appointment.patient_id, "cancelled_by_therapist")
+    return appointment
+
+
+def _ahead(patient_ids: list[str]) -> list[Appointment]:
+    """Returns the patients' appointments not cancelled that have not ended, soonest first."""
+    if not patient_ids:
+        return []
+    now = clock.now()
+    rows = db.session.execute(
+        select(Appointment)
+        .where(
+            Appointment.patient_id.in_(patient_ids),
+            Appointment.cancelled_at.is_(None),
+            Appointment.starts_at > now - timedelta(minutes=MAX_DURATION),
+        )
+        .order_by(Appointment.starts_at, Appointment.id)
+    ).scalars()
+    return [a for a in rows if a.ends_at > now]
+
+
+def next_appointments(patient_ids: list[str]) -> dict[str, Appointment]:
+    """Returns per patient their next (or ongoing) appointment that is not cancelled."""
+    result: dict[str, Appointment] = {}
+    for appointment in _ahead(list(patient_ids)):
+        result.setdefault(appointment.patient_id, appointment)
+    return result
+
+
+def next_appointment(*, patient_id: str) -> Appointment | None:
+    """Returns the patient's next (or ongoing) appointment that is not cancelled, if any."""
+    return next_appointments([patient_id]).get(patient_id)
+
+
+def upcoming(patient_id: str) -> list[Appointment]:
+    """Returns the patient's appointments not cancelled that have not ended, soonest first."""
+    return _ahead([patient_id])
+
+
+def appointments_between(start: datetime, end: datetime) -> list[Appointment]:
+    """Returns every appointment not cancelled starting in [start, end) (for reminders)."""
+    return list(
+        db.session.execute(
+            select(Appointment)
+            .where(
+                Appointment.cancelled_at.is_(None),
+                Appointment.starts_at >= start,
+                Appointment.starts_at < end,
+            )
+            .order_by(Appointment.starts_at, Appointment.id)
+        ).scalars()
+    )

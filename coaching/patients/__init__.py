@@ -1,0 +1,1 @@
+"""The therapist's work list and patient detail."""
