@@ -1,0 +1,380 @@
+"""The uptake funnel and its drop-offs, computed in the database from the milestone tables.
+
+Counts come from one scan of `funnel_milestones` (one row per invite); medians walk the indexes
+of `funnel_step_times` in duration order to the middle row instead of sorting. Definitions:
+docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, replace
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Integer, and_, func, literal, or_, select, text, union_all
+
+from coaching import clock
+from coaching.accounts.models import Account
+from coaching.errors import NotFound, ValidationFailed
+from coaching.extensions import db
+from coaching.metrics.models import FUNNEL_STEPS, STEP_COLUMNS, FunnelMilestone, FunnelStepTime
+from coaching.metrics.service import epoch_seconds
+from coaching.practices.models import Practice
+
+# Dates in filters (invite creation, enrolment cohorts) are calendar dates of the programme,
+# which runs in the Netherlands.
+PROGRAMME_TIMEZONE = ZoneInfo("Europe/Amsterdam")
+BREAKDOWNS = ("practice", "therapist", "referral_source", "channel")
+BREAKDOWN_COLUMNS = {
+    "practice": "practice_id",
+    "therapist": "therapist_id",
+    "referral_source": "referral_source",
+    "channel": "channel",
+}
+DAY = 86400
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which invites (or patients) a metric covers: the caller's filters, already authorised."""
+
+    date_from: date | None = None
+    date_to: date | None = None
+    practice_id: str | None = None
+    therapist_id: str | None = None
+    referral_source: str | None = None
+    channel: str | None = None
+    window_days: int = 120
+
+
+def day_start_ts(day: date) -> int:
+    """Returns the epoch seconds at which a programme calendar day begins."""
+    return epoch_seconds(datetime.combine(day, time(0), tzinfo=PROGRAMME_TIMEZONE))
+
+
+def resolve_scope(caller: Account, **filters) -> Scope:
+    """Returns the filters as a Scope the caller may see, or raises ValidationFailed/NotFound.
+
+    Owners see every practice; therapists only their own invites and patients, so naming another
+    practice or therapist is answered as if it did not exist.
+    """
+    scope = Scope(**{k: v for k, v in filters.items() if v is not None})
+    if scope.date_from and scope.date_to and scope.date_from > scope.date_to:
+        raise ValidationFailed.field("from", "must not be after 'to'")
+    if caller.role == "therapist":
+        if scope.practice_id not in (None, caller.practice_id):
+            raise NotFound("Practice not found")
+        if scope.therapist_id not in (None, caller.id):
+            raise NotFound("Therapist not found")
+        return replace(scope, therapist_id=caller.id)
+    if scope.practice_id is not None and db.session.get(Practice, scope.practice_id) is None:
+        raise NotFound("Practice not found")
+    if scope.therapist_id is not None:
+        therapist = db.session.get(Account, scope.therapist_id)
+        if therapist is None or therapist.role != "therapist":
+            raise NotFound("Therapist not found")
+    return scope
+
+
+def _conditions(columns, scope: Scope) -> list:
+    conds = []
+    if scope.date_from is not None:
+        conds.append(columns.invited_ts >= day_start_ts(scope.date_from))
+    if scope.date_to is not None:
+        conds.append(columns.invited_ts < day_start_ts(scope.date_to + timedelta(days=1)))
+    if scope.date_from is None and scope.date_to is None:
+        conds.append(columns.invited_ts.is_not(None))
+    for name in ("practice_id", "therapist_id", "referral_source", "channel"):
+        value = getattr(scope, name)
+        if value is not None:
+            conds.append(columns[name] == value)
+    return conds
+
+
+def _no_jit() -> None:
+    if db.session.get_bind().dialect.name == "postgresql":
+        # Row estimates along these filters are poor and JIT then costs more than the query.
+        db.session.execute(text("SET LOCAL jit = off"))
+
+
+def _reached_counts(scope: Scope, group_column: str | None, *, open_only: bool) -> dict:
+    """Returns {group: [units reaching each step within the window]} (group None: all)."""
+    m = FunnelMilestone.__table__.c
+    w = scope.window_days * DAY
+    aggregates = [func.count()] + [
+        func.count().filter(m[col] <= m.invited_ts + w) for col in STEP_COLUMNS[1:]
+    ]
+    conds = _conditions(m, scope)
+    if open_only:
+        conds.append(m.invited_ts > epoch_seconds(clock.now()) - w)
+    keys = [m[group_column]] if group_column else []
+    stmt = select(*keys, *aggregates).where(*conds)
+    if group_column:
+        stmt = stmt.group_by(m[group_column])
+    result = {}
+    for row in db.session.execute(stmt):
+        values = list(row)
+        group = values.pop(0) if group_column else None
+        result[group] = values
+    return result
+
+
+def _medians(scope: Scope, wanted: list[tuple[str | None, int, int]], group_column: str | None):
+    """Returns {(group, step): median seconds from the previous step}.
+
+    `wanted` lists (group, step, units reaching it). Each median is read by walking an index of
+    funnel_step_times in duration order past half of the matching rows (LIMIT/OFFSET), one
+    UNION ALL statement for all of them.
+    """
+    t = FunnelStepTime.__table__.c
+    w = scope.window_days * DAY
+    base = _conditions(t, scope)
+    branches = []
+    for index, (group, step, n) in enumerate(wanted):
+        conds = [t.step == step, t.seconds_from_invite <= w, *base]
+        if group_column:
+            conds.append(t[group_column] == group)
+        inner = (
+            select(t.seconds_from_previous.label("s"))
+            .where(and_(*conds))
+            .order_by(t.seconds_from_previous)
+            .limit(2 - n % 2)
+            .offset((n - 1) // 2)
+            .subquery()
+        )
+        branches.append(select(literal(index, Integer).label("i"), inner.c.s))
+    values: dict[int, list[int]] = {}
+    for start in range(0, len(branches), 200):  # keep statements (and bound parameters) modest
+        chunk = branches[start : start + 200]
+        stmt = chunk[0] if len(chunk) == 1 else union_all(*chunk)
+        for i, s in db.session.execute(stmt):
+            values.setdefault(i, []).append(s)
+    medians = {}
+    for index, (group, step, _n) in enumerate(wanted):
+        found = values.get(index)
+        if found:
+            medians[(group, step)] = sum(found) / len(found)
+    return medians
+
+
+def _steps(reached: list[int], open_reached: list[int], medians: dict, group) -> list[dict]:
+    steps = []
+    start = reached[0]
+    for index, key in enumerate(FUNNEL_STEPS):
+        count = reached[index]
+        previous = reached[index - 1] if index else None
+        in_progress = open_reached[index - 1] - open_reached[index] if index else 0
+        median = medians.get((group, index))
+        steps.append(
+            {
+                "key": key,
+                "count": count,
+                "in_progress": in_progress,
+                "conversion_from_previous": _ratio(count, previous) if index else None,
+                "conversion_from_start": _ratio(count, start),
+                "median_hours_from_previous": round(median / 3600, 2)
+                if median is not None
+                else None,
+            }
+        )
+    return steps
+
+
+def _ratio(part: int, whole: int | None) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def breakdown_labels(breakdown: str, values) -> dict[str, str]:
+    """Returns a readable label for each breakdown value (practice and therapist names)."""
+    values = [v for v in values if v is not None]
+    if breakdown == "practice" and values:
+        rows = db.session.execute(
+            select(Practice.id, Practice.name).where(Practice.id.in_(values))
+        ).all()
+        return {str(i): n for i, n in rows}
+    if breakdown == "therapist" and values:
+        rows = db.session.execute(
+            select(Account.id, Account.display_name).where(Account.id.in_(values))
+        ).all()
+        return {str(i): n for i, n in rows}
+    return {v: v for v in values}
+
+
+def funnel(scope: Scope, breakdown: str | None = None) -> dict:
+    """Returns the funnel over the scope's invites, optionally per breakdown value."""
+    _no_jit()
+    zero = [0] * len(FUNNEL_STEPS)
+    group_column = BREAKDOWN_COLUMNS[breakdown] if breakdown else None
+    groups = _reached_counts(scope, group_column, open_only=False)
+    open_groups = _reached_counts(scope, group_column, open_only=True)
+    if group_column:
+        total = [sum(c[i] for c in groups.values()) for i in range(len(FUNNEL_STEPS))]
+        open_total = [sum(c[i] for c in open_groups.values()) for i in range(len(FUNNEL_STEPS))]
+    else:
+        total, open_total = groups.get(None, zero), open_groups.get(None, zero)
+    wanted = [(None, k, total[k]) for k in range(1, len(FUNNEL_STEPS)) if total[k]]
+    medians = _medians(scope, wanted, None)
+    result = {
+        "steps": _steps(total, open_total, medians, None),
+        "breakdown": {},
+        "window_days": scope.window_days,
+    }
+    if group_column:
+        wanted = [
+            (group, k, counts[k])
+            for group, counts in groups.items()
+            for k in range(1, len(FUNNEL_STEPS))
+            if counts[k]
+        ]
+        group_medians = _medians(scope, wanted, group_column)
+        labels = breakdown_labels(breakdown, groups)
+        for group in sorted(groups, key=lambda g: (labels.get(g, g) or "", g or "")):
+            result["breakdown"][group] = {
+                "label": labels.get(group, group),
+                "steps": _steps(groups[group], open_groups.get(group, zero), group_medians, group),
+            }
+    return result
+
+
+CSV_COLUMNS = (
+    "group",
+    "label",
+    "step",
+    "count",
+    "in_progress",
+    "conversion_from_previous",
+    "conversion_from_start",
+    "median_hours_from_previous",
+)
+
+
+def funnel_csv(result: dict) -> str:
+    """Returns the funnel as CSV: one line per step, for all units and per breakdown value."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    sections = [("all", "All", result["steps"])] + [
+        (group, part["label"], part["steps"]) for group, part in result["breakdown"].items()
+    ]
+    for group, label, steps in sections:
+        for step in steps:
+            writer.writerow(
+                [
+                    group,
+                    _csv_safe(label),
+                    step["key"],
+                    step["count"],
+                    step["in_progress"],
+                    _blank(step["conversion_from_previous"]),
+                    _blank(step["conversion_from_start"]),
+                    _blank(step["median_hours_from_previous"]),
+                ]
+            )
+    return out.getvalue()
+
+
+def _blank(value) -> str:
+    return "" if value is None else str(value)
+
+
+def _csv_safe(value: str) -> str:
+    # Names are typed by people; a leading = + - @ would run as a formula in a spreadsheet.
+    return "'" + value if value[:1] in ("=", "+", "-", "@") else value
+
+
+# --- drop-offs ---------------------------------------------------------------------------------
+
+
+def dropoffs(scope: Scope, step: str, *, caller: Account) -> dict:
+    """Returns the invites that reached the step before `step` but not `step` itself.
+
+    Therapists get their own invites and patients, with how many days each has been waiting;
+    owners get the counts only (overall and per practice).
+    """
+    from coaching.enrolment.models import Invite
+
+    index = FUNNEL_STEPS.index(step)
+    if index == 0:
+        raise ValidationFailed.field("step", "the first step has no previous step")
+    _no_jit()
+    m = FunnelMilestone.__table__.c
+    w = scope.window_days * DAY
+    now = epoch_seconds(clock.now())
+    previous, current = m[STEP_COLUMNS[index - 1]], m[STEP_COLUMNS[index]]
+    waiting = [
+        *_conditions(m, scope),
+        previous <= m.invited_ts + w,
+        or_(current.is_(None), current > m.invited_ts + w),
+    ]
+    window_open = m.invited_ts > now - w
+    result = {"step": step, "previous_step": FUNNEL_STEPS[index - 1], "window_days": w // DAY}
+    count_stmt = (
+        select(m.practice_id, func.count(), func.count().filter(window_open))
+        .where(*waiting)
+        .group_by(m.practice_id)
+    )
+    by_practice = {p: (n, o) for p, n, o in db.session.execute(count_stmt)}
+    result["total"] = sum(n for n, _ in by_practice.values())
+    result["in_progress"] = sum(o for _, o in by_practice.values())
+    result["dropped"] = result["total"] - result["in_progress"]
+    if caller.role == "owner":
+        labels = breakdown_labels("practice", by_practice)
+        result["by_practice"] = {
+            p: {"label": labels.get(p, p), "total": n, "in_progress": o, "dropped": n - o}
+            for p, (n, o) in sorted(by_practice.items(), key=lambda kv: labels.get(kv[0], ""))
+        }
+        return result
+    rows = db.session.execute(
+        select(
+            m.invite_id,
+            m.patient_id,
+            m.referral_source,
+            m.channel,
+            m.invited_ts,
+            previous.label("previous_ts"),
+            Invite.code,
+            Account.display_name,
+        )
+        .join(Invite, Invite.id == m.invite_id)
+        .outerjoin(Account, Account.id == m.patient_id)
+        .where(*waiting)
+        .order_by(previous, m.invite_id)
+    ).all()
+    from coaching.audit import service as audit
+
+    items = []
+    for row in rows:
+        if row.patient_id is not None:
+            audit.record(
+                actor=caller,
+                patient_id=row.patient_id,
+                action="read",
+                resource_type="metrics_dropoff",
+                resource_id=row.invite_id,
+            )
+        items.append(
+            {
+                "invite_id": row.invite_id,
+                "invite_code": row.code,
+                "patient_id": row.patient_id,
+                "patient_name": row.display_name,
+                "referral_source": row.referral_source,
+                "channel": row.channel,
+                "invited_at": _iso(row.invited_ts),
+                "previous_step_at": _iso(row.previous_ts),
+                "days_waiting": max(0, (now - row.previous_ts) // DAY),
+                "window_open": row.invited_ts > now - w,
+                "window_closes_at": _iso(row.invited_ts + w),
+            }
+        )
+    result["waiting"] = items
+    return result
+
+
+def _iso(ts: int) -> str:
+    from coaching.db import utc_iso
+    from coaching.metrics.service import EPOCH
+
+    return utc_iso(EPOCH + timedelta(seconds=ts))
