@@ -115,6 +115,7 @@ class Coaching(MethodView):
 class Reminders(MethodView):
     @auth_required(*STAFF)
     @blp.arguments(schemas.PracticeArgsSchema, location="query", unknown=RAISE)
+    @blp.response(200, schemas.ReminderEffectSchema)
     @_errors
     def get(self, args):
         """Reminder effect per category: scheduled, sent, opened, acted on within 24 h"""

@@ -181,3 +181,18 @@ class ResponseTimesSchema(Schema):
     reply_within_hours = fields.Integer()
     all = fields.Nested(ResponseTimeStatsSchema)
     practices = fields.List(fields.Nested(ResponseTimePracticeSchema))
+
+
+class ReminderCategorySchema(Schema):
+    category = fields.String()
+    scheduled = fields.Integer()
+    sent = fields.Integer()
+    opened = fields.Integer()
+    acted_on = fields.Integer()
+    share_opened = fields.Float(allow_none=True)
+    share_acted_on = fields.Float(allow_none=True)
+
+
+class ReminderEffectSchema(Schema):
+    acted_within_hours = fields.Integer()
+    categories = fields.List(fields.Nested(ReminderCategorySchema))
