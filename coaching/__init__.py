@@ -89,6 +89,9 @@ def configure_logging(app: Flask) -> None:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
+    # Chatter at INFO on every command or every job run; our own runner logs each job already.
+    for name in ("alembic.runtime.plugins", "apscheduler.executors.default"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def configure_clock(app: Flask, clock) -> None:
