@@ -22,6 +22,7 @@ from sqlalchemy import bindparam, func, select
 
 from coaching import clock
 from coaching.accounts.models import Account
+from coaching.appointments import service as appointments
 from coaching.db import new_id
 from coaching.extensions import db
 from coaching.notifications.models import (
@@ -226,15 +227,12 @@ def _check(row, account, prefs, last_active, others, now) -> tuple[str, object]:
 def _appointment_still_on(key: str) -> bool:
     """Returns whether the appointment of a reminder (key appointment:<id>:<start epoch>:<label>)
     is still planned at that start."""
-    from coaching.notifications.rules import _get, _other
-
     parts = key.split(":")
-    between = _other("coaching.appointments.service", "appointments_between")
-    if between is None or len(parts) != 4 or not parts[2].isdigit():
+    if len(parts) != 4 or not parts[2].isdigit():
         return True
     starts_at = datetime.fromtimestamp(int(parts[2]), tz=UTC)
-    found = between(starts_at, starts_at + timedelta(seconds=1))
-    return any(_get(a, "id") == parts[1] for a in found or [])
+    found = appointments.appointments_between(starts_at, starts_at + timedelta(seconds=1))
+    return any(appointment.id == parts[1] for appointment in found)
 
 
 def _midnight():

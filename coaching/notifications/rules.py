@@ -8,16 +8,18 @@ same patients, the lesson, questionnaire and inactivity rules run. Appointments 
 reply reminders are planned on every tick. New-message notifications are enqueued by the
 messaging domain itself.
 
-The rules that read other domains call, when they exist:
-`coaching.content.service.module_unlock_dates(patient)`,
-`coaching.outcomes.service.due_questionnaires(patient)`,
-`coaching.appointments.service.appointments_between(start, end)` and
-`coaching.messaging.service.messages_awaiting_reply(older_than)`.
+The rules that read other domains call their functions directly:
+`coaching.content.service.module_unlock_dates(patient)` ((module slug, unlock date) pairs of the
+modules whose date is settled), `coaching.outcomes.service.due_questionnaires(patient)` (dicts
+with `timepoint` and `due_on`), `coaching.appointments.service.appointments_between(start, end)`
+(the `Appointment` rows not cancelled) and
+`coaching.messaging.service.messages_awaiting_reply(older_than)` ((therapist id, patient id,
+waiting since) per conversation). They are called through their modules, so a test can stand in
+for one by replacing the module's attribute.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections import Counter
 from datetime import date, datetime, time, timedelta
@@ -25,11 +27,15 @@ from datetime import date, datetime, time, timedelta
 from sqlalchemy import exists, literal, select
 
 from coaching.accounts.models import Account
+from coaching.appointments import service as appointments
+from coaching.content import service as content
 from coaching.enrolment.models import Enrollment
 from coaching.extensions import db
+from coaching.messaging import service as messaging
 from coaching.notifications.models import Notification, ReminderSettings
 from coaching.notifications.service import insert_ignore, new_row
 from coaching.notifications.timing import Prefs, at_local, local_date
+from coaching.outcomes import service as outcomes
 
 log = logging.getLogger(__name__)
 
@@ -88,33 +94,6 @@ TEXTS = {
         },
     ),
 }
-
-
-def _other(module: str, name: str):
-    """Returns a function of another domain, or None while that domain does not offer it."""
-    try:
-        return getattr(importlib.import_module(module), name, None)
-    except ModuleNotFoundError:
-        return None
-
-
-def _get(obj, *names, default=None):
-    for name in names:
-        if isinstance(obj, dict) and name in obj:
-            return obj[name]
-        if not isinstance(obj, dict) and hasattr(obj, name):
-            return getattr(obj, name)
-    return default
-
-
-def _as_date(value) -> date | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    return date.fromisoformat(str(value)[:10])
 
 
 def _text(kind: str) -> dict:
@@ -252,24 +231,20 @@ def plan_patient_day(
     rows: list[dict] = []
     common = {"recipient_id": patient.id, "prefs": prefs, "now": now, "day": day}
 
-    unlock_dates = _other("coaching.content.service", "module_unlock_dates")
-    if unlock_dates is not None:
-        for slug, unlocks_on in _unlocks(unlock_dates(patient)):
-            if unlocks_on is not None and day - timedelta(days=2) <= unlocks_on <= day:
-                rows.append(
-                    new_row(
-                        category="lesson",
-                        key=f"lesson:{patient.id}:{slug}",
-                        data={"link": "/programme"},
-                        scheduled_for=at,
-                        **common,
-                        **_text("lesson"),
-                    )
+    for slug, unlocks_on in content.module_unlock_dates(patient):
+        if day - timedelta(days=2) <= unlocks_on <= day:
+            rows.append(
+                new_row(
+                    category="lesson",
+                    key=f"lesson:{patient.id}:{slug}",
+                    data={"link": "/programme"},
+                    scheduled_for=at,
+                    **common,
+                    **_text("lesson"),
                 )
+            )
 
-    due = _other("coaching.outcomes.service", "due_questionnaires")
-    if due is not None:
-        rows.extend(_questionnaire_rows(patient, due(patient), day, at, common))
+    rows.extend(_questionnaire_rows(patient, outcomes.due_questionnaires(patient), day, at, common))
 
     last = enrollment.last_active_at or enrollment.enrolled_at
     if last is not None:
@@ -294,30 +269,15 @@ def plan_patient_day(
     return counts
 
 
-def _unlocks(result) -> list[tuple[str, date | None]]:
-    """Returns (module slug, unlock date) pairs from module_unlock_dates' answer."""
-    if result is None:
-        return []
-    if isinstance(result, dict):
-        return [(str(slug), _as_date(on)) for slug, on in result.items()]
-    pairs = []
-    for item in result:
-        if isinstance(item, tuple | list) and len(item) == 2:
-            pairs.append((str(item[0]), _as_date(item[1])))
-        else:
-            slug = _get(item, "slug", "module_slug", "module")
-            pairs.append((str(slug), _as_date(_get(item, "unlocks_on", "date", "unlock_date"))))
-    return pairs
-
-
-def _questionnaire_rows(patient, items, day: date, at: datetime, common: dict) -> list[dict]:
+def _questionnaire_rows(
+    patient: Account, items: list[dict], day: date, at: datetime, common: dict
+) -> list[dict]:
     """One reminder per timepoint (all its questionnaires together: one push, not six): on the
     due date, and once more three days after the first if any of them is still open."""
     due_by_timepoint: dict[str, date] = {}
-    for item in items or []:
-        timepoint = str(_get(item, "timepoint", default="") or "due")
-        due_on = _as_date(_get(item, "due_on", "due_date", "due"))
-        if due_on is None or due_on > day:
+    for item in items:
+        timepoint, due_on = item["timepoint"], item["due_on"]
+        if due_on > day:
             continue
         due_by_timepoint[timepoint] = min(due_on, due_by_timepoint.get(timepoint, due_on))
     if not due_by_timepoint:
@@ -368,26 +328,23 @@ def _prefs_of(account_ids: set[str]) -> dict[str, Prefs]:
 
 def plan_appointments(now: datetime) -> Counter:
     """Plan the reminders 24 hours and 2 hours before each appointment, for the patient."""
-    between = _other("coaching.appointments.service", "appointments_between")
     counts: Counter = Counter()
-    if between is None:
-        return counts
     longest = max(offset for _, offset in APPOINTMENT_OFFSETS)
-    appointments = list(between(now - GRACE, now + longest + PLAN_AHEAD) or [])
     wanted = []
-    for appointment in appointments:
-        status = str(_get(appointment, "status", default="") or "")
-        if status in ("cancelled", "canceled"):
-            continue
-        starts_at = _get(appointment, "starts_at", "start_at", "start", "scheduled_at")
-        patient_id = _get(appointment, "patient_id")
-        appointment_id = _get(appointment, "id")
-        if starts_at is None or patient_id is None or appointment_id is None:
-            continue
+    # Cancelled appointments are left out by appointments_between itself.
+    for appointment in appointments.appointments_between(now - GRACE, now + longest + PLAN_AHEAD):
         for label, offset in APPOINTMENT_OFFSETS:
-            remind_at = starts_at - offset
+            remind_at = appointment.starts_at - offset
             if now - GRACE <= remind_at <= now + PLAN_AHEAD:
-                wanted.append((patient_id, appointment_id, starts_at, label, remind_at))
+                wanted.append(
+                    (
+                        appointment.patient_id,
+                        appointment.id,
+                        appointment.starts_at,
+                        label,
+                        remind_at,
+                    )
+                )
     prefs = _prefs_of({w[0] for w in wanted})
     rows = [
         new_row(
@@ -410,23 +367,12 @@ def plan_appointments(now: datetime) -> Counter:
 
 def plan_reply_reminders(now: datetime) -> Counter:
     """Remind a therapist once about each patient message waiting more than 36 hours."""
-    awaiting = _other("coaching.messaging.service", "messages_awaiting_reply")
     counts: Counter = Counter()
-    if awaiting is None:
-        return counts
     wanted = []
-    for item in awaiting(now - REPLY_WAIT) or []:
-        if isinstance(item, tuple | list):
-            # (therapist_id, patient_id, waiting since): the conversation's oldest unanswered
-            # patient message, so one reminder per message left waiting.
-            therapist_id, patient_id, since = item[:3]
-            message_id = f"{therapist_id}:{patient_id}:{int(since.timestamp())}"
-        else:
-            therapist_id = _get(item, "therapist_id", "recipient_id")
-            patient_id = _get(item, "patient_id", "sender_id")
-            message_id = _get(item, "id", "message_id")
-        if therapist_id is None or message_id is None:
-            continue
+    # (therapist_id, patient_id, waiting since): the conversation's oldest unanswered patient
+    # message, so one reminder per message left waiting.
+    for therapist_id, patient_id, since in messaging.messages_awaiting_reply(now - REPLY_WAIT):
+        message_id = f"{therapist_id}:{patient_id}:{int(since.timestamp())}"
         wanted.append((therapist_id, message_id, patient_id))
     prefs = _prefs_of({w[0] for w in wanted})
     rows = [
@@ -434,7 +380,7 @@ def plan_reply_reminders(now: datetime) -> Counter:
             recipient_id=therapist_id,
             category="message",
             key=f"reply:{message_id}",
-            data={"link": f"/patients/{patient_id}/messages" if patient_id else "/messages"},
+            data={"link": f"/patients/{patient_id}/messages"},
             scheduled_for=now,
             prefs=prefs[therapist_id],
             now=now,

@@ -1,34 +1,24 @@
-"""The rules that read other domains, against those domains' real functions (each test skips
-while its domain does not offer the function yet)."""
+"""The rules that read other domains, against those domains' real functions."""
 
 from __future__ import annotations
 
-import importlib
 from datetime import date, timedelta
 
-import pytest
-
+from coaching.appointments import service as appointments
+from coaching.content import service as content
 from coaching.extensions import db
+from coaching.messaging import service as messaging
+from coaching.outcomes.service import due_questionnaires as due
+from tests.content.conftest import load
 from tests.notifications.conftest import local
 
 
-def _require(module: str, name: str):
-    try:
-        function = getattr(importlib.import_module(module), name, None)
-    except ModuleNotFoundError:
-        function = None
-    if function is None:
-        pytest.skip(f"{module}.{name} does not exist (yet)")
-    return function
-
-
 def test_baseline_questionnaires_due_give_one_reminder_then_one_more(make, h):
-    due = _require("coaching.outcomes.service", "due_questionnaires")
     patient = make.patient()  # registered 2 March: the baseline is due at once
     h.device(patient)
     items = due(patient)
-    if not items:
-        pytest.skip("no questionnaire is due for a new patient in this programme")
+    # The questionnaire definitions and schedule live in the code: nothing to load.
+    assert {item["timepoint"] for item in items} == {"baseline"}
     first_due = min(item["due_on"] for item in items)
     day = max(first_due, date(2026, 3, 2))
     h.tick(local(day.year, day.month, day.day, 18, 30))
@@ -39,24 +29,24 @@ def test_baseline_questionnaires_due_give_one_reminder_then_one_more(make, h):
     later = day + timedelta(days=3)
     h.activity(patient, local(later.year, later.month, later.day, 8) - timedelta(days=1))
     h.tick(local(later.year, later.month, later.day, 18, 30))
-    if due(patient):  # still open: a second reminder, and no third
-        assert [r.idempotency_key[-2:] for r in h.rows(category="questionnaire")][-1] == ":2"
+    assert due(patient)  # nothing answered: still open, so a second reminder
+    assert [r.idempotency_key for r in h.rows(category="questionnaire")] == [
+        f"questionnaire:{patient.id}:baseline:1",
+        f"questionnaire:{patient.id}:baseline:2",
+    ]
     after = later + timedelta(days=3)
     h.tick(local(after.year, after.month, after.day, 18, 30))
-    assert len(h.rows(category="questionnaire")) <= 2 * len(rows)
+    assert len(h.rows(category="questionnaire")) == 2  # and no third
 
 
 def test_a_patient_message_waiting_36_hours_reminds_the_therapist(make, h):
-    awaiting = _require("coaching.messaging.service", "messages_awaiting_reply")
-    from coaching.messaging import service as messaging
-
     therapist = make.therapist()
     patient = make.patient(therapist)
     h.device(therapist, platform="ios")
     conversation = messaging.ensure_conversation(patient_id=patient.id, therapist_id=therapist.id)
     messaging.post_message(account=patient, conversation=conversation, kind="text", body="Hoi")
     db.session.commit()
-    assert len(awaiting(h.clock.now())) == 1
+    assert len(messaging.messages_awaiting_reply(h.clock.now())) == 1
     h.tick(h.clock.now() + timedelta(hours=35))
     assert [
         r for r in h.rows(recipient_id=therapist.id) if r.idempotency_key.startswith("reply:")
@@ -72,26 +62,30 @@ def test_a_patient_message_waiting_36_hours_reminds_the_therapist(make, h):
 
 
 def test_lesson_unlocks_from_the_content_domain(make, h):
-    unlock_dates = _require("coaching.content.service", "module_unlock_dates")
-    patient = make.patient()
+    load()  # the test programme: two modules of two lessons, one module a week
+    patient = make.patient()  # registered 2 March
     h.device(patient)
-    from coaching.notifications.rules import _unlocks
-
-    pairs = [(slug, on) for slug, on in _unlocks(unlock_dates(patient)) if on is not None]
-    later = [on for _, on in pairs if on > date(2026, 3, 2)]
-    if not later:
-        pytest.skip("no module unlocks after the start in this programme")
-    day = min(later)
-    h.activity(patient, local(day.year, day.month, day.day, 8) - timedelta(days=1))
-    h.tick(local(day.year, day.month, day.day, 18, 30))
-    keys = {r.idempotency_key for r in h.rows(category="lesson")}
-    assert {f"lesson:{patient.id}:{slug}" for slug, on in pairs if on == day} <= keys
+    first, second = content.programme_state(patient)
+    assert content.module_unlock_dates(patient) == [(first.module.slug, date(2026, 3, 2))]
+    # Module 2 gets its date once module 1 is completed: a week after the start.
+    for lesson_state in first.lessons:
+        content.save_progress(patient=patient, lesson_id=lesson_state.lesson.id, status="completed")
+    db.session.commit()
+    unlocks = dict(content.module_unlock_dates(patient))
+    assert unlocks == {first.module.slug: date(2026, 3, 2), second.module.slug: date(2026, 3, 9)}
+    key = f"lesson:{patient.id}:{second.module.slug}"
+    for d in range(2, 9):
+        h.tick(local(2026, 3, d, 18, 30))
+        assert key not in {r.idempotency_key for r in h.rows(category="lesson")}, d
+    h.tick(local(2026, 3, 9, 18, 30))
+    rows = h.rows(idempotency_key=key)
+    assert len(rows) == 1
+    assert rows[0].local_date == date(2026, 3, 9)
+    assert rows[0].scheduled_for == local(2026, 3, 9, 19, 0)
+    assert rows[0].data == {"link": "/programme"}
 
 
 def test_appointment_reminders_from_the_appointments_domain(make, h):
-    _require("coaching.appointments.service", "appointments_between")
-    from coaching.appointments import service as appointments
-
     therapist = make.therapist()
     patient = make.patient(therapist)
     kept_patient = make.patient(therapist)

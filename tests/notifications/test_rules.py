@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import date, time, timedelta
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -15,13 +16,21 @@ from tests.notifications.conftest import AMS, local
 
 NY = ZoneInfo("America/New_York")
 
+# The other domains' functions the rules (and the dispatcher) call, by the module they live in.
+OTHER_DOMAINS = {
+    "module_unlock_dates": rules.content,
+    "due_questionnaires": rules.outcomes,
+    "appointments_between": rules.appointments,
+    "messages_awaiting_reply": rules.messaging,
+}
+
 
 @pytest.fixture(autouse=True)
 def _only_this_domains_rules(monkeypatch):
     """These tests cover the rules on this domain's own data: the other domains' functions
     (questionnaires due, lessons unlocking, ...) are left out unless a test stands one in;
     test_other_domains.py runs the rules against the real ones."""
-    monkeypatch.setattr(rules, "_other", lambda module, name: None)
+    _stand_in(monkeypatch, dict.fromkeys(OTHER_DOMAINS, lambda *args: []))
 
 
 def _practice(h, patient, day: date):
@@ -289,12 +298,8 @@ def test_activity_after_an_inactivity_nudge_is_planned_skips_it(make, h):
 
 
 def _stand_in(monkeypatch, functions: dict):
-    real = rules._other
-
-    def other(module, name):
-        return functions.get(name, real(module, name))
-
-    monkeypatch.setattr(rules, "_other", other)
+    for name, function in functions.items():
+        monkeypatch.setattr(OTHER_DOMAINS[name], name, function)
 
 
 def test_lesson_unlocked_is_announced_on_its_day(make, h, monkeypatch):
@@ -304,11 +309,10 @@ def test_lesson_unlocked_is_announced_on_its_day(make, h, monkeypatch):
     _stand_in(
         monkeypatch,
         {
-            "module_unlock_dates": lambda p: {
-                "pain-education": date(2026, 3, 2),
-                "acceptance": date(2026, 3, 10),
-                "values": None,
-            }
+            "module_unlock_dates": lambda p: [
+                ("pain-education", date(2026, 3, 2)),
+                ("acceptance", date(2026, 3, 10)),
+            ]
         },
     )
     h.tick(local(2026, 3, 10, 18, 30))
@@ -356,7 +360,7 @@ def test_appointment_reminders_24_and_2_hours_before(make, h, monkeypatch):
     patient = make.patient()
     h.device(patient)
     starts = local(2026, 3, 12, 10, 0)
-    appointment = {"id": "appt-1", "patient_id": patient.id, "starts_at": starts}
+    appointment = SimpleNamespace(id="appt-1", patient_id=patient.id, starts_at=starts)
 
     def between(start, end):
         return [appointment] if start <= starts < end else []
@@ -376,15 +380,17 @@ def test_therapist_reply_reminder_once_per_waiting_message(make, h, monkeypatch)
     patient = make.patient(therapist)
     h.device(therapist, platform="ios")
     seen = []
+    since = local(2026, 3, 8, 9, 0)
 
     def awaiting(older_than):
         seen.append(older_than)
-        return [{"id": "msg-1", "patient_id": patient.id, "therapist_id": therapist.id}]
+        return [(therapist.id, patient.id, since)]
 
     _stand_in(monkeypatch, {"messages_awaiting_reply": awaiting})
     h.tick(local(2026, 3, 10, 12, 0))
     h.tick(local(2026, 3, 10, 12, 5))
     assert seen[0] == local(2026, 3, 10, 12, 0) - timedelta(hours=36)
     rows = h.rows(category="message", recipient_id=therapist.id)
-    assert [(r.idempotency_key, r.status) for r in rows] == [("reply:msg-1", "sent")]
+    key = f"reply:{therapist.id}:{patient.id}:{int(since.timestamp())}"
+    assert [(r.idempotency_key, r.status) for r in rows] == [(key, "sent")]
     assert rows[0].data == {"link": f"/patients/{patient.id}/messages"}
