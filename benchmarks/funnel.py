@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import duckdb  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
+from benchmarks.pgdb import ensure_database  # noqa: E402
 from coaching import create_app  # noqa: E402
 from coaching.clock import FrozenClock  # noqa: E402
 from coaching.extensions import db  # noqa: E402
@@ -314,6 +315,7 @@ def main() -> int:
     )
     expected = python_milestones(events)
     tmp = Path(tempfile.mkdtemp(prefix="funnel-bench-"))
+    ensure_database(args.pg)
     apps = {
         "pg": make_app(args.pg),
         "sqlite": make_app(f"sqlite:///{tmp / 'bench.db'}"),

@@ -31,25 +31,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.pgdb import ensure_database  # noqa: E402
+
 BIN = Path(sys.executable).parent
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/bench_load"
 SECRET = "load-benchmark-secret-key-that-is-long-enough-0123456789"
 PASSWORD = "load-benchmark-password"
-
-
-def _ensure_database(url: str) -> None:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    target = make_url(url.replace("postgresql://", "postgresql+psycopg://", 1))
-    admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        found = conn.execute(
-            text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": target.database}
-        ).first()
-        if not found:
-            conn.execute(text(f'CREATE DATABASE "{target.database}"'))
-    admin.dispose()
 
 
 def _env(url: str, media: str) -> dict:
@@ -75,7 +63,7 @@ def prepare(url: str, users: int, media: str) -> list[str]:
     from coaching import create_app
     from coaching.extensions import db
 
-    _ensure_database(url)
+    ensure_database(url)
     logging.disable(logging.INFO)
     # Cheap hashes while seeding: nobody signs in with a password during the run.
     app = create_app(

@@ -22,6 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.pgdb import ensure_database  # noqa: E402
+
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/bench_reminders"
 # A winter Tuesday: 19:00 in Amsterdam is 18:00 UTC.
 PLAN_AT = datetime(2026, 1, 13, 17, 10, tzinfo=UTC)
@@ -43,21 +45,6 @@ def _app(url: str, at: datetime, **config):
     logging.getLogger("coaching").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     return create_app({**CONFIG, "SQLALCHEMY_DATABASE_URI": url, **config}, clock=FrozenClock(at))
-
-
-def _ensure_database(url: str) -> None:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    target = make_url(url.replace("postgresql://", "postgresql+psycopg://", 1))
-    admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        found = conn.execute(
-            text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": target.database}
-        ).first()
-        if not found:
-            conn.execute(text(f'CREATE DATABASE "{target.database}"'))
-    admin.dispose()
 
 
 def _rebuild_and_seed(url: str, patients: int) -> None:
@@ -251,7 +238,7 @@ def main() -> None:
     if not args.url.startswith("postgresql"):
         parser.error("the benchmark runs on PostgreSQL")
 
-    _ensure_database(args.url)
+    ensure_database(args.url)
     started = time.perf_counter()
     _rebuild_and_seed(args.url, args.patients)
     _analyze(args.url)
