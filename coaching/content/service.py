@@ -432,11 +432,17 @@ def module_unlock_dates(patient: Account) -> list[tuple[str, date]]:
     ).scalar_one_or_none()
     if enrollment is None:
         return []
-    return [
-        (state.module.slug, state.unlocks_on)
-        for state in programme_state(patient, enrollment)
-        if state.is_date_known
-    ]
+    return module_unlock_dates_for([(patient, enrollment)])[patient.id]
+
+
+def module_unlock_dates_for(
+    pairs: list[tuple[Account, Enrollment]],
+) -> dict[str, list[tuple[str, date]]]:
+    """Returns module_unlock_dates for many patients at once, by patient id (few queries)."""
+    return {
+        patient_id: [(s.module.slug, s.unlocks_on) for s in states if s.is_date_known]
+        for patient_id, states in programme_states(pairs).items()
+    }
 
 
 def _versions(ids: set[str]) -> dict[str, LessonVersion]:

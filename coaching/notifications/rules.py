@@ -9,8 +9,9 @@ reply reminders are planned on every tick. New-message notifications are enqueue
 messaging domain itself.
 
 The rules that read other domains call their functions directly:
-`coaching.content.service.module_unlock_dates(patient)` ((module slug, unlock date) pairs of the
-modules whose date is settled), `coaching.outcomes.service.due_questionnaires(patient)` (dicts
+`coaching.content.service.module_unlock_dates_for(pairs)` ((module slug, unlock date) pairs of
+the modules whose date is settled), `coaching.outcomes.service.due_questionnaires_for(pairs)`
+(dicts
 with `timepoint` and `due_on`), `coaching.appointments.service.appointments_between(start, end)`
 (the `Appointment` rows not cancelled) and
 `coaching.messaging.service.messages_awaiting_reply(older_than)` ((therapist id, patient id,
@@ -209,29 +210,79 @@ def _plan_group_day(
                 )
             )
         counts["practice"] += insert_ignore(rows)
-        for account, enrollment, settings in batch:
-            prefs = Prefs.of(timezone=account.timezone, locale=account.locale, settings=settings)
-            try:
-                # A savepoint: a failing rule of another domain costs only this patient's extras.
-                with db.session.begin_nested():
-                    counts += plan_patient_day(account, enrollment, prefs, day, target, now)
-            except Exception:
-                log.exception("day rules failed for patient %s", account.id)
-                counts["day_rules_failed"] += 1
+        try:
+            # A savepoint: a failing rule of another domain costs only this chunk's extras.
+            with db.session.begin_nested():
+                counts += _plan_day_extras(batch, day, target, now)
+        except Exception:
+            log.exception("day rules failed for %d patients", len(batch))
+            counts["day_rules_failed"] += len(batch)
         db.session.commit()
         if len(batch) < CHUNK:
             break
     return counts
 
 
+def _plan_day_extras(batch, day: date, at: datetime, now: datetime) -> Counter:
+    """Plan the lesson, questionnaire and inactivity reminders of a chunk of patients for one
+    local date, reading the other domains once for the whole chunk."""
+    pairs = [(account, enrollment) for account, enrollment, _settings in batch]
+    unlocks = content.module_unlock_dates_for(pairs)
+    due = outcomes.due_questionnaires_for(pairs)
+    first_days = _first_questionnaire_days([a.id for a, _ in pairs])
+    rows: list[dict] = []
+    for account, enrollment, settings in batch:
+        prefs = Prefs.of(timezone=account.timezone, locale=account.locale, settings=settings)
+        rows += plan_patient_day(
+            account,
+            enrollment,
+            prefs,
+            day,
+            at,
+            now,
+            unlock_dates=unlocks.get(account.id, []),
+            due=due.get(account.id, []),
+            first_days=first_days,
+        )
+    counts: Counter = Counter()
+    for category in {row["category"] for row in rows}:
+        counts[category] += insert_ignore([r for r in rows if r["category"] == category])
+    return counts
+
+
+def _first_questionnaire_days(patient_ids: list[str]) -> dict[str, date]:
+    """Returns idempotency key → local date of the first questionnaire reminders planned for
+    these patients (the second comes three days after the first)."""
+    if not patient_ids:
+        return {}
+    return dict(
+        db.session.execute(
+            select(Notification.idempotency_key, Notification.local_date).where(
+                Notification.recipient_id.in_(patient_ids),
+                Notification.category == "questionnaire",
+                Notification.idempotency_key.like("questionnaire:%:1"),
+            )
+        ).all()
+    )
+
+
 def plan_patient_day(
-    patient: Account, enrollment: Enrollment, prefs: Prefs, day: date, at: datetime, now: datetime
-) -> Counter:
-    """Plan a patient's lesson, questionnaire and inactivity reminders for one local date."""
+    patient: Account,
+    enrollment: Enrollment,
+    prefs: Prefs,
+    day: date,
+    at: datetime,
+    now: datetime,
+    *,
+    unlock_dates: list[tuple[str, date]],
+    due: list[dict],
+    first_days: dict[str, date],
+) -> list[dict]:
+    """Returns a patient's lesson, questionnaire and inactivity reminders for one local date."""
     rows: list[dict] = []
     common = {"recipient_id": patient.id, "prefs": prefs, "now": now, "day": day}
 
-    for slug, unlocks_on in content.module_unlock_dates(patient):
+    for slug, unlocks_on in unlock_dates:
         if day - timedelta(days=2) <= unlocks_on <= day:
             rows.append(
                 new_row(
@@ -244,7 +295,7 @@ def plan_patient_day(
                 )
             )
 
-    rows.extend(_questionnaire_rows(patient, outcomes.due_questionnaires(patient), day, at, common))
+    rows.extend(_questionnaire_rows(patient, due, day, at, common, first_days))
 
     last = enrollment.last_active_at or enrollment.enrolled_at
     if last is not None:
@@ -263,14 +314,16 @@ def plan_patient_day(
                         **_text("inactivity"),
                     )
                 )
-    counts: Counter = Counter()
-    for category in {row["category"] for row in rows}:
-        counts[category] += insert_ignore([r for r in rows if r["category"] == category])
-    return counts
+    return rows
 
 
 def _questionnaire_rows(
-    patient: Account, items: list[dict], day: date, at: datetime, common: dict
+    patient: Account,
+    items: list[dict],
+    day: date,
+    at: datetime,
+    common: dict,
+    first_days: dict[str, date],
 ) -> list[dict]:
     """One reminder per timepoint (all its questionnaires together: one push, not six): on the
     due date, and once more three days after the first if any of them is still open."""
@@ -283,13 +336,6 @@ def _questionnaire_rows(
     if not due_by_timepoint:
         return []
     bases = {tp: f"questionnaire:{patient.id}:{tp}" for tp in due_by_timepoint}
-    first_days = dict(
-        db.session.execute(
-            select(Notification.idempotency_key, Notification.local_date).where(
-                Notification.idempotency_key.in_([f"{b}:1" for b in bases.values()])
-            )
-        ).all()
-    )
     rows = []
     for base in bases.values():
         first_day = first_days.get(f"{base}:1")

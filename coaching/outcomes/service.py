@@ -197,22 +197,25 @@ def questionnaire_view(key: str, locale: str, *, patient: Account | None = None)
 
 
 def _completed(patient_id: str) -> set[tuple[str, str]]:
-    return set(
-        db.session.execute(
-            select(QuestionnaireResponse.questionnaire_key, QuestionnaireResponse.timepoint).where(
-                QuestionnaireResponse.patient_id == patient_id
-            )
-        ).all()
-    )
+    return _completed_of([patient_id])[patient_id]
 
 
-def schedule_for(patient: Account) -> list[dict]:
-    """Returns every scheduled questionnaire of the patient with its window and status."""
-    enrollment = enrollment_for(patient.id)
-    if enrollment is None:
-        return []
+def _completed_of(patient_ids: list[str]) -> dict[str, set[tuple[str, str]]]:
+    done: dict[str, set[tuple[str, str]]] = {patient_id: set() for patient_id in patient_ids}
+    if patient_ids:
+        for patient_id, key, timepoint in db.session.execute(
+            select(
+                QuestionnaireResponse.patient_id,
+                QuestionnaireResponse.questionnaire_key,
+                QuestionnaireResponse.timepoint,
+            ).where(QuestionnaireResponse.patient_id.in_(patient_ids))
+        ):
+            done[patient_id].add((key, timepoint))
+    return done
+
+
+def _schedule(patient: Account, enrollment: Enrollment, done: set[tuple[str, str]]) -> list[dict]:
     today = local_date(patient)
-    done = _completed(patient.id)
     rows = []
     for timepoint in TIMEPOINTS:
         w = window(enrollment.started_on, timepoint)
@@ -230,6 +233,14 @@ def schedule_for(patient: Account) -> list[dict]:
     return rows
 
 
+def schedule_for(patient: Account) -> list[dict]:
+    """Returns every scheduled questionnaire of the patient with its window and status."""
+    enrollment = enrollment_for(patient.id)
+    if enrollment is None:
+        return []
+    return _schedule(patient, enrollment, _completed(patient.id))
+
+
 def due_questionnaires(patient: Account) -> list[dict]:
     """Returns the questionnaires the patient can fill in now: `[{key, timepoint, due_on,
     status}]` with `due_on` a `date` and `status` `due` or `overdue`, earliest first.
@@ -238,13 +249,24 @@ def due_questionnaires(patient: Account) -> list[dict]:
     Nothing is due once the patient has withdrawn from the programme.
     """
     enrollment = enrollment_for(patient.id)
-    if enrollment is None or enrollment.status == "withdrawn":
+    if enrollment is None:
         return []
-    return [
-        {"key": r["key"], "timepoint": r["timepoint"], "due_on": r["due_on"], "status": r["status"]}
-        for r in schedule_for(patient)
-        if r["status"] in ("due", "overdue")
-    ]
+    return due_questionnaires_for([(patient, enrollment)])[patient.id]
+
+
+def due_questionnaires_for(pairs: list[tuple[Account, Enrollment]]) -> dict[str, list[dict]]:
+    """Returns due_questionnaires for many patients at once, by patient id (one query)."""
+    done = _completed_of([patient.id for patient, _ in pairs])
+    return {
+        patient.id: []
+        if enrollment.status == "withdrawn"
+        else [
+            {k: r[k] for k in ("key", "timepoint", "due_on", "status")}
+            for r in _schedule(patient, enrollment, done[patient.id])
+            if r["status"] in ("due", "overdue")
+        ]
+        for patient, enrollment in pairs
+    }
 
 
 def _resolve_timepoint(patient: Account, enrollment: Enrollment, key: str, given) -> str:

@@ -18,8 +18,8 @@ NY = ZoneInfo("America/New_York")
 
 # The other domains' functions the rules (and the dispatcher) call, by the module they live in.
 OTHER_DOMAINS = {
-    "module_unlock_dates": rules.content,
-    "due_questionnaires": rules.outcomes,
+    "module_unlock_dates_for": rules.content,
+    "due_questionnaires_for": rules.outcomes,
     "appointments_between": rules.appointments,
     "messages_awaiting_reply": rules.messaging,
 }
@@ -30,7 +30,16 @@ def _only_this_domains_rules(monkeypatch):
     """These tests cover the rules on this domain's own data: the other domains' functions
     (questionnaires due, lessons unlocking, ...) are left out unless a test stands one in;
     test_other_domains.py runs the rules against the real ones."""
-    _stand_in(monkeypatch, dict.fromkeys(OTHER_DOMAINS, lambda *args: []))
+    nothing = _for_each(lambda patient: [])
+    _stand_in(
+        monkeypatch,
+        {
+            "module_unlock_dates_for": nothing,
+            "due_questionnaires_for": nothing,
+            "appointments_between": lambda *args: [],
+            "messages_awaiting_reply": lambda *args: [],
+        },
+    )
 
 
 def _practice(h, patient, day: date):
@@ -297,6 +306,12 @@ def test_activity_after_an_inactivity_nudge_is_planned_skips_it(make, h):
 # --- rules that read other domains, with small stand-ins for their functions ------------------
 
 
+def _for_each(per_patient):
+    """Returns a stand-in for a chunk function (pairs → {patient id: answer}) from a per-patient
+    one."""
+    return lambda pairs: {patient.id: per_patient(patient) for patient, _ in pairs}
+
+
 def _stand_in(monkeypatch, functions: dict):
     for name, function in functions.items():
         monkeypatch.setattr(OTHER_DOMAINS[name], name, function)
@@ -309,10 +324,12 @@ def test_lesson_unlocked_is_announced_on_its_day(make, h, monkeypatch):
     _stand_in(
         monkeypatch,
         {
-            "module_unlock_dates": lambda p: [
-                ("pain-education", date(2026, 3, 2)),
-                ("acceptance", date(2026, 3, 10)),
-            ]
+            "module_unlock_dates_for": _for_each(
+                lambda p: [
+                    ("pain-education", date(2026, 3, 2)),
+                    ("acceptance", date(2026, 3, 10)),
+                ]
+            )
         },
     )
     h.tick(local(2026, 3, 10, 18, 30))
@@ -332,7 +349,7 @@ def test_questionnaire_due_then_once_more_three_days_later_if_still_open(make, h
         {"key": "odi", "timepoint": "month3", "due_on": date(2026, 3, 10)},
         {"key": "nrs", "timepoint": "month3", "due_on": date(2026, 3, 10)},
     ]
-    _stand_in(monkeypatch, {"due_questionnaires": lambda p: list(open_items)})
+    _stand_in(monkeypatch, {"due_questionnaires_for": _for_each(lambda p: list(open_items))})
     for day in range(10, 18):
         h.activity(patient, local(2026, 3, day - 1, 12))
         h.tick(local(2026, 3, day, 18, 30))
@@ -349,7 +366,7 @@ def test_questionnaire_answered_gets_no_second_reminder(make, h, monkeypatch):
     patient = make.patient()
     h.device(patient)
     open_items = [{"key": "nrs", "timepoint": "baseline", "due_on": date(2026, 3, 10)}]
-    _stand_in(monkeypatch, {"due_questionnaires": lambda p: list(open_items)})
+    _stand_in(monkeypatch, {"due_questionnaires_for": _for_each(lambda p: list(open_items))})
     h.tick(local(2026, 3, 10, 18, 30))
     open_items.clear()
     h.tick(local(2026, 3, 13, 18, 30))
