@@ -1,8 +1,9 @@
 """The uptake funnel and its drop-offs, computed in the database from the milestone tables.
 
 Counts come from one scan of `funnel_milestones` (one row per invite); medians walk the indexes
-of `funnel_step_times` in duration order to the middle row instead of sorting. Definitions:
-docs/metrics.md.
+of `funnel_step_times` in duration order to the middle row instead of sorting, all of them from
+one statement (on PostgreSQL a LATERAL walk per median whose text does not grow with the number
+of groups). Definitions: docs/metrics.md.
 """
 
 from __future__ import annotations
@@ -13,7 +14,20 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Integer, and_, func, literal, or_, select, text, union_all
+from sqlalchemy import (
+    ARRAY,
+    Integer,
+    SmallInteger,
+    String,
+    and_,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    true,
+    union_all,
+)
 
 from coaching import clock
 from coaching.accounts.models import Account
@@ -99,74 +113,172 @@ def _no_jit() -> None:
         db.session.execute(text("SET LOCAL jit = off"))
 
 
-def _reached_counts(scope: Scope, group_column: str | None, *, open_only: bool) -> dict:
-    """Returns {group: [units reaching each step within the window]} (group None: all)."""
+def _reached_counts(scope: Scope, group_column: str | None) -> tuple[dict, dict]:
+    """Returns {group: [units reaching each step within the window]} (group None: all), over
+    all units and over those whose window is still open.
+
+    Two statements: the open units are a range of the covering `invited_ts` index, and reading it
+    again costs less than a second set of FILTER aggregates over every row (or a UNION ALL).
+    """
     m = FunnelMilestone.__table__.c
     w = scope.window_days * DAY
     aggregates = [func.count()] + [
         func.count().filter(m[col] <= m.invited_ts + w) for col in STEP_COLUMNS[1:]
     ]
     conds = _conditions(m, scope)
-    if open_only:
-        conds.append(m.invited_ts > epoch_seconds(clock.now()) - w)
-    keys = [m[group_column]] if group_column else []
-    stmt = select(*keys, *aggregates).where(*conds)
-    if group_column:
-        stmt = stmt.group_by(m[group_column])
-    result = {}
-    for row in db.session.execute(stmt):
-        values = list(row)
-        group = values.pop(0) if group_column else None
-        result[group] = values
-    return result
+    window_open = m.invited_ts > epoch_seconds(clock.now()) - w
+
+    def read(stmt, into: dict) -> None:
+        for row in db.session.execute(stmt):
+            values = list(row)
+            group = values.pop(0) if group_column else None
+            into[group] = values
+
+    groups: dict = {}
+    open_groups: dict = {}
+    if not group_column:
+        read(select(*aggregates).where(*conds), groups)
+        read(select(*aggregates).where(*conds, window_open), open_groups)
+        return groups, open_groups
+    key = m[group_column]
+    read(select(key, *aggregates).where(*conds).group_by(key), groups)
+    if group_column in _INDEXED_GROUPS and db.session.get_bind().dialect.name == "postgresql":
+        # Per group, the open units are one range of the (group, invited_ts, ...) covering index:
+        # one index-only range per group instead of the rows of every page.
+        g = func.unnest(literal(list(groups), ARRAY(String))).table_valued("g").render_derived()
+        part = select(*aggregates).where(*conds, window_open, key == g.c.g).lateral()
+        stmt = select(g.c.g, *part.c).select_from(g.join(part, true()))
+    else:
+        stmt = select(key, *aggregates).where(*conds, window_open).group_by(key)
+    read(stmt, open_groups)
+    return groups, open_groups
 
 
-def _medians(scope: Scope, wanted: list[tuple[str | None, int, int]], group_column: str | None):
-    """Returns {(group, step): median seconds from the previous step}.
+# Breakdowns with a covering (column, invited_ts, step times...) index on funnel_milestones.
+_INDEXED_GROUPS = ("practice_id", "therapist_id")
 
-    `wanted` lists (group, step, units reaching it). Each median is read by walking an index of
-    funnel_step_times in duration order past half of the matching rows (LIMIT/OFFSET), one
-    UNION ALL statement for all of them.
+
+def _medians(scope: Scope, parts: list[tuple[str | None, list[tuple[str | None, int, int]]]]):
+    """Returns {(group_column, group, step): median seconds from the previous step}.
+
+    `parts` lists (group_column, wanted) with `wanted` the (group, step, units reaching it); the
+    overall medians have group_column None. Each median is read by walking an index of
+    funnel_step_times in duration order past half of the matching rows (LIMIT/OFFSET), all of
+    them from one statement.
     """
-    t = FunnelStepTime.__table__.c
-    w = scope.window_days * DAY
-    base = _conditions(t, scope)
-    branches = []
-    for index, (group, step, n) in enumerate(wanted):
-        conds = [t.step == step, t.seconds_from_invite <= w, *base]
-        if group_column:
-            conds.append(t[group_column] == group)
-        inner = (
-            select(t.seconds_from_previous.label("s"))
-            .where(and_(*conds))
-            .order_by(t.seconds_from_previous)
-            .limit(2 - n % 2)
-            .offset((n - 1) // 2)
-            .subquery()
-        )
-        branches.append(select(literal(index, Integer).label("i"), inner.c.s))
-    values: dict[int, list[int]] = {}
-    for start in range(0, len(branches), 200):  # keep statements (and bound parameters) modest
-        chunk = branches[start : start + 200]
-        stmt = chunk[0] if len(chunk) == 1 else union_all(*chunk)
-        for i, s in db.session.execute(stmt):
-            values.setdefault(i, []).append(s)
+    parts = [(column, wanted) for column, wanted in parts if wanted]
+    if not parts:
+        return {}
+    if db.session.get_bind().dialect.name == "postgresql":
+        values = _middle_values_lateral(scope, parts)
+    else:
+        values = _middle_values_union(scope, parts)
     medians = {}
-    for index, (group, step, _n) in enumerate(wanted):
-        found = values.get(index)
-        if found:
-            medians[(group, step)] = sum(found) / len(found)
+    for p, (column, wanted) in enumerate(parts):
+        for index, (group, step, _n) in enumerate(wanted):
+            found = values.get((p, index))
+            if found:
+                medians[(column, group, step)] = sum(found) / len(found)
     return medians
 
 
-def _steps(reached: list[int], open_reached: list[int], medians: dict, group) -> list[dict]:
+def _step_time_conditions(scope: Scope) -> list:
+    t = FunnelStepTime.__table__.c
+    # funnel_step_times.invited_ts is never NULL: without date filters there is nothing to test.
+    conds = _conditions(t, scope)
+    if scope.date_from is None and scope.date_to is None:
+        conds = conds[1:]
+    return [t.seconds_from_invite <= scope.window_days * DAY, *conds]
+
+
+def _middle_values_lateral(scope: Scope, parts) -> dict[tuple[int, int], list[int]]:
+    """PostgreSQL: one LATERAL walk per median, its (step, group, offset, limit) read from arrays.
+
+    The statement's text does not grow with the number of medians, so it is compiled and planned
+    once (a UNION ALL of 160 branches took longer to compile and plan than to run).
+    """
+    t = FunnelStepTime.__table__.c
+    base = _step_time_conditions(scope)
+    branches = []
+    for p, (column, wanted) in enumerate(parts):
+        arrays = [
+            ("i", Integer, list(range(len(wanted)))),
+            ("step", SmallInteger, [step for _g, step, _n in wanted]),
+            ("off", Integer, [(n - 1) // 2 for _g, _s, n in wanted]),
+            ("lim", Integer, [2 - n % 2 for _g, _s, n in wanted]),
+        ]
+        if column:
+            arrays.append(("grp", String, [group for group, _s, _n in wanted]))
+        v = (
+            func.unnest(*(literal(values, ARRAY(kind)) for _name, kind, values in arrays))
+            .table_valued(*(name for name, _kind, _values in arrays))
+            .render_derived()
+        )
+        conds = [t.step == v.c.step, *base]
+        if column:
+            conds.append(t[column] == v.c.grp)
+        walk = (
+            select(t.seconds_from_previous.label("s"))
+            .where(*conds)
+            .order_by(t.seconds_from_previous)
+            .limit(v.c.lim)
+            .offset(v.c.off)
+            .lateral()
+        )
+        branches.append(
+            select(literal(p, Integer).label("p"), v.c.i, walk.c.s).select_from(
+                v.join(walk, true())
+            )
+        )
+    stmt = branches[0] if len(branches) == 1 else union_all(*branches)
+    values: dict[tuple[int, int], list[int]] = {}
+    for p, i, s in db.session.execute(stmt):
+        values.setdefault((p, i), []).append(s)
+    return values
+
+
+def _middle_values_union(scope: Scope, parts) -> dict[tuple[int, int], list[int]]:
+    """SQLite (no LATERAL): one UNION ALL branch per median."""
+    t = FunnelStepTime.__table__.c
+    base = _step_time_conditions(scope)
+    branches = []
+    for p, (column, wanted) in enumerate(parts):
+        for index, (group, step, n) in enumerate(wanted):
+            conds = [t.step == step, *base]
+            if column:
+                conds.append(t[column] == group)
+            inner = (
+                select(t.seconds_from_previous.label("s"))
+                .where(and_(*conds))
+                .order_by(t.seconds_from_previous)
+                .limit(2 - n % 2)
+                .offset((n - 1) // 2)
+                .subquery()
+            )
+            branches.append(
+                select(
+                    literal(p, Integer).label("p"), literal(index, Integer).label("i"), inner.c.s
+                )
+            )
+    values: dict[tuple[int, int], list[int]] = {}
+    for start in range(0, len(branches), 200):  # keep statements (and bound parameters) modest
+        chunk = branches[start : start + 200]
+        stmt = chunk[0] if len(chunk) == 1 else union_all(*chunk)
+        for p, i, s in db.session.execute(stmt):
+            values.setdefault((p, i), []).append(s)
+    return values
+
+
+def _steps(
+    reached: list[int], open_reached: list[int], medians: dict, column: str | None, group
+) -> list[dict]:
     steps = []
     start = reached[0]
     for index, key in enumerate(FUNNEL_STEPS):
         count = reached[index]
         previous = reached[index - 1] if index else None
         in_progress = open_reached[index - 1] - open_reached[index] if index else 0
-        median = medians.get((group, index))
+        median = medians.get((column, group, index))
         steps.append(
             {
                 "key": key,
@@ -207,20 +319,13 @@ def funnel(scope: Scope, breakdown: str | None = None) -> dict:
     _no_jit()
     zero = [0] * len(FUNNEL_STEPS)
     group_column = BREAKDOWN_COLUMNS[breakdown] if breakdown else None
-    groups = _reached_counts(scope, group_column, open_only=False)
-    open_groups = _reached_counts(scope, group_column, open_only=True)
+    groups, open_groups = _reached_counts(scope, group_column)
     if group_column:
         total = [sum(c[i] for c in groups.values()) for i in range(len(FUNNEL_STEPS))]
         open_total = [sum(c[i] for c in open_groups.values()) for i in range(len(FUNNEL_STEPS))]
     else:
         total, open_total = groups.get(None, zero), open_groups.get(None, zero)
-    wanted = [(None, k, total[k]) for k in range(1, len(FUNNEL_STEPS)) if total[k]]
-    medians = _medians(scope, wanted, None)
-    result = {
-        "steps": _steps(total, open_total, medians, None),
-        "breakdown": {},
-        "window_days": scope.window_days,
-    }
+    parts = [(None, [(None, k, total[k]) for k in range(1, len(FUNNEL_STEPS)) if total[k]])]
     if group_column:
         wanted = [
             (group, k, counts[k])
@@ -228,12 +333,21 @@ def funnel(scope: Scope, breakdown: str | None = None) -> dict:
             for k in range(1, len(FUNNEL_STEPS))
             if counts[k]
         ]
-        group_medians = _medians(scope, wanted, group_column)
+        parts.append((group_column, wanted))
+    medians = _medians(scope, parts)
+    result = {
+        "steps": _steps(total, open_total, medians, None, None),
+        "breakdown": {},
+        "window_days": scope.window_days,
+    }
+    if group_column:
         labels = breakdown_labels(breakdown, groups)
         for group in sorted(groups, key=lambda g: (labels.get(g, g) or "", g or "")):
             result["breakdown"][group] = {
                 "label": labels.get(group, group),
-                "steps": _steps(groups[group], open_groups.get(group, zero), group_medians, group),
+                "steps": _steps(
+                    groups[group], open_groups.get(group, zero), medians, group_column, group
+                ),
             }
     return result
 
