@@ -94,18 +94,37 @@ def error_body(code: int, message: str | None = None, errors: dict | None = None
 
 
 def _flatten(errors: dict) -> dict:
-    """Merge webargs' per-location errors so fields are named directly."""
+    """Return the errors as the contract has them, `{field: [messages]}`: webargs' locations
+    merged away, and nested fields (a Dict's keys, a Nested schema's fields, a List's items)
+    named by their dotted path, e.g. `answers.odi11` or `quiet_hours.start`."""
     if not isinstance(errors, dict):
         return {"_schema": [str(errors)]}
-    if not any(k in _LOCATIONS for k in errors):
-        return errors
-    flat: dict = {}
+    merged: dict = {}
     for key, value in errors.items():
         if key in _LOCATIONS and isinstance(value, dict):
-            flat.update(value)
+            merged.update(value)
         else:
-            flat[key] = value
+            merged[key] = value
+    flat: dict[str, list[str]] = {}
+    _flatten_into(flat, "", merged)
     return flat
+
+
+def _flatten_into(flat: dict[str, list[str]], prefix: str, value) -> None:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if prefix and key in ("key", "value"):
+                # marshmallow's Dict field: the error is about the entry `prefix` itself.
+                _flatten_into(flat, prefix, inner)
+            else:
+                _flatten_into(flat, f"{prefix}.{key}" if prefix else str(key), inner)
+        return
+    messages = value if isinstance(value, list) else [value]
+    for message in messages:
+        if isinstance(message, dict):
+            _flatten_into(flat, prefix, message)
+        else:
+            flat.setdefault(prefix or "_schema", []).append(str(message))
 
 
 def _first_message(errors: dict) -> str:

@@ -266,6 +266,9 @@ def assert_error(response, code: int, field: str | None = None, contains: str | 
     assert body["code"] == code
     assert isinstance(body["status"], str) and body["status"]
     assert isinstance(body["message"], str) and body["message"]
+    for name, messages in body.get("errors", {}).items():  # {field: [messages]}, never nested
+        assert isinstance(messages, list) and messages, (name, body)
+        assert all(isinstance(m, str) and m for m in messages), (name, body)
     if field is not None:
         assert field in body["errors"], body
     if contains is not None:

@@ -67,6 +67,23 @@ def test_validation_errors_name_the_field(client, people):
     assert body["errors"]["extra"] == ["Unknown field."]
 
 
+def test_nested_errors_are_named_by_their_dotted_path(client, people):
+    h = people.h["patient"]
+    response = client.put(
+        "/api/v1/me/reminder-settings",
+        json={"daily_time": "19:00", "quiet_hours": {"start": "25:00", "end": "07:00"}},
+        headers=h,
+    )
+    body = assert_error(response, 422, field="quiet_hours.start")
+    response = client.post(
+        "/api/v1/me/questionnaires/nrs/responses",
+        json={"answers": {"x" * 60: 1, "back_pain": 3, "leg_pain": 2}},
+        headers=h,
+    )
+    body = assert_error(response, 422, field="answers." + "x" * 60)
+    assert list(body["errors"]) == ["answers." + "x" * 60]
+
+
 def test_security_headers_on_answers(client):
     response = client.get("/api/v1/nothing")
     assert response.headers["X-Content-Type-Options"] == "nosniff"

@@ -181,6 +181,20 @@ def test_worklist_extras(world, client, make, submit):
     assert service.worklist_extras(therapist=world.colleague, patient_ids=[world.patient.id]) == {}
 
 
+def test_work_list_over_http_shows_open_alerts_and_the_risk_group(world, client, submit):
+    submit.baseline(world.h["patient"])
+    client.post(API + "/me/checkins", json={"back_pain": 9}, headers=world.h["patient"])
+    items = client.get(API + "/patients", headers=world.h["therapist"]).get_json()
+    item = next(i for i in items if i["id"] == world.patient.id)
+    assert (item["open_alerts"], item["risk"]) == (1, "medium")
+    assert "blended" in item["risk_meaning"]
+    detail = client.get(f"{API}/patients/{world.patient.id}", headers=world.h["therapist"])
+    assert detail.status_code == 200
+    assert (detail.get_json()["open_alerts"], detail.get_json()["risk"]) == (1, "medium")
+    quiet = next(i for i in items if i["id"] == world.other_patient.id)
+    assert (quiet["open_alerts"], quiet["risk"]) == (0, None)
+
+
 @pytest.mark.parametrize(
     ("risk", "words"),
     [("low", "self-management"), ("medium", "blended"), ("high", "multidisciplinary")],
