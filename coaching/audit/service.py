@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -11,13 +12,16 @@ from flask import has_request_context, request
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
 
 from coaching import clock
 from coaching.audit.models import GENESIS_HASH, AuditChainHead, AuditEntry
 from coaching.db import utc_iso
+from coaching.errors import ServiceUnavailable
 from coaching.extensions import db
 
 ACTIONS = ("read", "create", "update", "delete", "export")
+log = logging.getLogger(__name__)
 
 
 def _digest(entry: AuditEntry) -> str:
@@ -70,13 +74,25 @@ def record(
 ) -> AuditEntry | None:
     """Returns the audit row added for an access to a patient's data by someone else.
 
-    Returns None when patients look at their own data (not audited). A failure to write raises,
-    so the request fails instead of returning unaudited patient data.
+    Returns None when patients look at their own data (not audited). A failure to write raises
+    ServiceUnavailable (503) after rolling the request's work back, so the request fails instead
+    of returning unaudited patient data.
     """
     if actor is not None and actor.id == patient_id:
         return None
     if action not in ACTIONS:
         raise ValueError(f"unknown audit action {action!r}")
+    try:
+        return _write(actor, patient_id, action, resource_type, resource_id)
+    except SQLAlchemyError as error:
+        db.session.rollback()
+        log.error("audit row could not be written (%s): request refused", type(error).__name__)
+        raise ServiceUnavailable(
+            "The access log could not be written, so no patient data is shown. Try again later."
+        ) from error
+
+
+def _write(actor, patient_id, action, resource_type, resource_id) -> AuditEntry:
     head = _take_head()
     entry = AuditEntry(
         seq=head.last_seq + 1,

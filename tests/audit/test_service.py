@@ -1,10 +1,12 @@
 """The audit log is append-only and chained by hash."""
 
+import pytest
 from sqlalchemy import text
 
 from coaching.audit import service
 from coaching.audit.models import AuditEntry
 from coaching.extensions import db
+from tests.conftest import assert_error
 
 
 def _record(world, n=3):
@@ -134,3 +136,42 @@ def test_concurrent_writers_keep_one_chain(app, world):
     result = service.verify()
     assert result.ok, result.problems
     assert result.checked == 60
+
+
+@pytest.fixture
+def audit_refuses_writes(app):
+    """A trigger that makes the database refuse every new audit row (as a full disk or a broken
+    replica would); dropped again afterwards."""
+    if db.engine.dialect.name == "postgresql":
+        create = [
+            "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN RAISE EXCEPTION 'audit storage unavailable'; END $$",
+            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log"
+            " FOR EACH ROW EXECUTE FUNCTION refuse_audit()",
+        ]
+        drop = ["DROP TRIGGER refuse_audit ON audit_log", "DROP FUNCTION refuse_audit()"]
+    else:
+        create = [
+            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log"
+            " BEGIN SELECT RAISE(ABORT, 'audit storage unavailable'); END"
+        ]
+        drop = ["DROP TRIGGER refuse_audit"]
+    with db.engine.begin() as conn:
+        for statement in create:
+            conn.execute(text(statement))
+    yield
+    db.session.rollback()
+    with db.engine.begin() as conn:
+        for statement in drop:
+            conn.execute(text(statement))
+
+
+def test_a_read_that_cannot_be_audited_is_503_without_patient_data(
+    client, world, audit_refuses_writes
+):
+    response = client.get(f"/api/v1/patients/{world.patient.id}", headers=world.h["therapist"])
+    body = assert_error(response, 503, contains="access log")
+    assert world.patient.display_name not in response.get_data(as_text=True)
+    assert set(body) == {"code", "status", "message"}
+    db.session.rollback()
+    assert db.session.execute(text("SELECT count(*) FROM audit_log")).scalar_one() == 0
