@@ -33,7 +33,13 @@ from coaching import clock
 from coaching.accounts.models import Account
 from coaching.errors import NotFound, ValidationFailed
 from coaching.extensions import db
-from coaching.metrics.models import FUNNEL_STEPS, STEP_COLUMNS, FunnelMilestone, FunnelStepTime
+from coaching.metrics.models import (
+    FUNNEL_STEPS,
+    OFFSET_COLUMNS,
+    STEP_COLUMNS,
+    FunnelMilestone,
+    FunnelStepTime,
+)
 from coaching.metrics.service import epoch_seconds
 from coaching.practices.models import Practice
 
@@ -122,9 +128,9 @@ def _reached_counts(scope: Scope, group_column: str | None) -> tuple[dict, dict]
     """
     m = FunnelMilestone.__table__.c
     w = scope.window_days * DAY
-    aggregates = [func.count()] + [
-        func.count().filter(m[col] <= m.invited_ts + w) for col in STEP_COLUMNS[1:]
-    ]
+    # `<step>_s <= w` is `<step>_ts <= invited_ts + w`: int4 against a constant, from the
+    # narrow covering indexes.
+    aggregates = [func.count()] + [func.count().filter(m[col] <= w) for col in OFFSET_COLUMNS]
     conds = _conditions(m, scope)
     window_open = m.invited_ts > epoch_seconds(clock.now()) - w
 
@@ -416,12 +422,13 @@ def dropoffs(scope: Scope, step: str, *, caller: Account) -> dict:
     m = FunnelMilestone.__table__.c
     w = scope.window_days * DAY
     now = epoch_seconds(clock.now())
-    previous, current = m[STEP_COLUMNS[index - 1]], m[STEP_COLUMNS[index]]
-    waiting = [
-        *_conditions(m, scope),
-        previous <= m.invited_ts + w,
-        or_(current.is_(None), current > m.invited_ts + w),
-    ]
+    previous = m[STEP_COLUMNS[index - 1]]
+    # The offsets (seconds since invited_ts) say the same as `<step>_ts <= invited_ts + w`.
+    previous_reached = (
+        previous <= m.invited_ts + w if index == 1 else m[OFFSET_COLUMNS[index - 2]] <= w
+    )
+    current = m[OFFSET_COLUMNS[index - 1]]
+    waiting = [*_conditions(m, scope), previous_reached, or_(current.is_(None), current > w)]
     window_open = m.invited_ts > now - w
     result = {"step": step, "previous_step": FUNNEL_STEPS[index - 1], "window_days": w // DAY}
     count_stmt = (
