@@ -11,6 +11,7 @@ from datetime import date, datetime, time, timedelta
 
 from flask import current_app
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 
 from coaching import clock
 from coaching.accounts.models import Account
@@ -176,29 +177,39 @@ def register_device(*, account: Account, token: str, platform: str) -> tuple[Dev
     if platform not in PLATFORMS:
         raise ValidationFailed.field("platform", f"Must be one of: {', '.join(PLATFORMS)}.")
     now = clock.now()
-    device = db.session.execute(
+    device = _device_with_token(token)
+    if device is None:
+        device = Device(
+            account_id=account.id,
+            token=token,
+            platform=platform,
+            is_active=True,
+            created_at=now,
+            last_seen_at=now,
+        )
+        try:
+            with db.session.begin_nested():
+                db.session.add(device)
+                db.session.flush()
+            return device, True
+        except IntegrityError:
+            # A parallel request (the app retrying on a flaky network) registered it a moment
+            # ago: it is the same device, so answer as for the same token again.
+            device = _device_with_token(token)
+    device.account_id = account.id
+    device.platform = platform
+    device.is_active = True
+    device.deactivated_at = None
+    device.deactivation_reason = None
+    device.last_seen_at = now
+    db.session.flush()
+    return device, False
+
+
+def _device_with_token(token: str) -> Device | None:
+    return db.session.execute(
         select(Device).where(Device.token == token).with_for_update()
     ).scalar_one_or_none()
-    if device is not None:
-        device.account_id = account.id
-        device.platform = platform
-        device.is_active = True
-        device.deactivated_at = None
-        device.deactivation_reason = None
-        device.last_seen_at = now
-        db.session.flush()
-        return device, False
-    device = Device(
-        account_id=account.id,
-        token=token,
-        platform=platform,
-        is_active=True,
-        created_at=now,
-        last_seen_at=now,
-    )
-    db.session.add(device)
-    db.session.flush()
-    return device, True
 
 
 def delete_device(*, account: Account, device_id: str) -> None:

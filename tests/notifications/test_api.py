@@ -6,6 +6,7 @@ import json
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import func, select
 
 from coaching.extensions import db
 from coaching.notifications import service
@@ -42,6 +43,41 @@ def test_register_a_device_then_the_same_token_again(client, world):
     assert again.status_code == 200
     assert again.get_json()["id"] == first.get_json()["id"]
     assert db.session.get(Device, first.get_json()["id"]).platform == "ios"
+
+
+def test_a_parallel_registration_of_the_same_token_is_the_same_device(client, world, monkeypatch):
+    """The app retries on a flaky network: a second request with the token misses the first's
+    row when it looks, then collides with it on insert. It answers 200 with the same device."""
+    from coaching.db import new_id
+    from coaching.notifications import service as notifications
+
+    looked_up = notifications._device_with_token
+    first_id = new_id()
+
+    def other_request_commits_in_between(token):
+        found = looked_up(token)
+        if found is None and token == "raced-token":
+            monkeypatch.setattr(notifications, "_device_with_token", looked_up)
+            with db.engine.begin() as conn:  # the parallel request, on its own connection
+                conn.execute(
+                    Device.__table__.insert().values(
+                        id=first_id,
+                        account_id=world.patient.id,
+                        token=token,
+                        platform="android",
+                        is_active=True,
+                        created_at=notifications.clock.now(),
+                        last_seen_at=notifications.clock.now(),
+                    )
+                )
+        return found
+
+    monkeypatch.setattr(notifications, "_device_with_token", other_request_commits_in_between)
+    body = {"token": "raced-token", "platform": "android"}
+    response = client.post(DEVICES, json=body, headers=world.h["patient"])
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["id"] == first_id
+    assert db.session.execute(select(func.count()).select_from(Device)).scalar_one() == 1
 
 
 def test_a_token_registered_by_another_account_moves_to_this_one(client, world):
