@@ -447,18 +447,24 @@ def coaching(scope: Scope) -> dict:
 
 
 ACTED_WITHIN = 24 * 3600
+# What a reminder asks for: working on a lesson, or answering a questionnaire. Opening the app
+# (which opening the push itself records) does not count as acting on it.
+ACTED_KINDS = ("lesson_started", "lesson_completed", "lesson_answered", "questionnaire")
 
 
 def reminders(scope: Scope) -> dict:
     """Returns, per reminder category, how many were scheduled, sent, opened, and acted on.
 
-    Acted on = the patient did something (any patient activity) within 24 hours after it was
-    sent. Only reminders to enrolled patients in the scope count; dates filter `scheduled_for`.
+    Acted on = the patient worked on a lesson or answered a questionnaire (`ACTED_KINDS`) within
+    24 hours after it was sent. Only reminders to enrolled patients in the scope count; dates
+    filter `scheduled_for`.
     """
     scheduled = _epoch_sql("n.scheduled_for")
     sent = _epoch_sql("n.sent_at")
     activity = _epoch_sql("a.occurred_at")
     where, params = ["n.recipient_id = e.patient_id"], {"within": ACTED_WITHIN}
+    kinds = ", ".join(f":kind{i}" for i in range(len(ACTED_KINDS)))
+    params |= {f"kind{i}": kind for i, kind in enumerate(ACTED_KINDS)}
     if scope.date_from is not None:
         where.append(f"{scheduled} >= :lo")
         params["lo"] = day_start_ts(scope.date_from)
@@ -474,7 +480,7 @@ def reminders(scope: Scope) -> dict:
         " sum(CASE WHEN n.sent_at IS NOT NULL THEN 1 ELSE 0 END),"
         " sum(CASE WHEN n.opened_at IS NOT NULL THEN 1 ELSE 0 END),"
         " sum(CASE WHEN n.sent_at IS NOT NULL AND EXISTS (SELECT 1 FROM patient_activity a"
-        f" WHERE a.patient_id = n.recipient_id AND {activity} >= {sent}"
+        f" WHERE a.patient_id = n.recipient_id AND a.kind IN ({kinds}) AND {activity} >= {sent}"
         f" AND {activity} < {sent} + :within) THEN 1 ELSE 0 END)"
         " FROM notifications n JOIN enrollments e ON " + " AND ".join(where) + ""
         " GROUP BY n.category ORDER BY n.category"

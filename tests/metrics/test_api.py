@@ -251,11 +251,20 @@ def test_reminder_effect(client, world, clock):
     reminder("b", world.other_patient, "lesson", True)
     reminder("c", world.foreign_patient, "lesson", False)
     reminder("d", world.patient, "practice", True)
+    # Opening the app right after the push is not acting on it; the lesson an hour later is.
     service.record_activity(
-        patient_id=world.patient.id, kind="lesson", occurred_at=now + timedelta(hours=2)
+        patient_id=world.patient.id, kind="app_opened", occurred_at=now + timedelta(minutes=5)
     )
     service.record_activity(
-        patient_id=world.other_patient.id, kind="lesson", occurred_at=now + timedelta(hours=30)
+        patient_id=world.other_patient.id, kind="app_opened", occurred_at=now + timedelta(hours=1)
+    )
+    service.record_activity(
+        patient_id=world.patient.id, kind="lesson_completed", occurred_at=now + timedelta(hours=2)
+    )
+    service.record_activity(
+        patient_id=world.other_patient.id,
+        kind="questionnaire",
+        occurred_at=now + timedelta(hours=30),
     )
     db.session.commit()
     body = client.get("/api/v1/metrics/reminders", headers=world.h["owner"]).get_json()
