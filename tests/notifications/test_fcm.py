@@ -49,6 +49,35 @@ ANSWERS = {
         _error(429, "RESOURCE_EXHAUSTED", "Quota exceeded.", "QUOTA_EXCEEDED"),
         {"Retry-After": "300"},
     ),
+    # What FCM answers for a malformed registration token: INVALID_ARGUMENT naming the field.
+    "badtoken": (
+        400,
+        {
+            "error": {
+                "code": 400,
+                "message": "The registration token is not a valid FCM registration token",
+                "status": "INVALID_ARGUMENT",
+                "details": [
+                    {"@type": FCM_ERROR, "errorCode": "INVALID_ARGUMENT"},
+                    {
+                        "@type": "type.googleapis.com/google.rpc.BadRequest",
+                        "fieldViolations": [
+                            {
+                                "field": "message.token",
+                                "description": "Invalid registration token",
+                            }
+                        ],
+                    },
+                ],
+            }
+        },
+        {},
+    ),
+    "quotanowait": (
+        429,
+        _error(429, "RESOURCE_EXHAUSTED", "Quota exceeded.", "QUOTA_EXCEEDED"),
+        {},
+    ),
     "invalid": (
         400,
         _error(
@@ -251,6 +280,29 @@ def test_invalid_argument_fails_without_retry(fcm, make, h):
     dispatch_due(sender=fcm.sender())
     assert len(fcm.requests) == 1
     assert db.session.get(Device, device_id).is_active is True
+
+
+def test_an_invalid_registration_token_deactivates_the_device(fcm, make, h):
+    device_id, row_id = _device_and_row(make, h, "badtoken-device")
+    dispatch_due(sender=fcm.sender())
+    assert _row(h, row_id).status == "skipped"  # its only device is gone: nothing to retry
+    device = db.session.get(Device, device_id)
+    db.session.refresh(device)
+    assert device.is_active is False
+    h.clock.advance(hours=2)
+    dispatch_due(sender=fcm.sender())
+    assert len(fcm.requests) == 1
+
+
+def test_quota_exceeded_without_retry_after_waits_at_least_a_minute(fcm, make, h):
+    _, row_id = _device_and_row(make, h, "quotanowait-device")
+    dispatch_due(sender=fcm.sender())
+    row = _row(h, row_id)
+    assert row.status == "scheduled"
+    assert row.due_at - h.clock.now() >= timedelta(minutes=1)
+    h.clock.advance(seconds=59)
+    dispatch_due(sender=fcm.sender())
+    assert len(fcm.requests) == 1
 
 
 def test_one_good_device_is_enough_and_the_dead_one_goes(fcm, make, h):
