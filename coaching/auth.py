@@ -17,7 +17,7 @@ import jwt
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from flask import current_app, g, request
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from coaching import clock
 from coaching.errors import Forbidden, Unauthorized
@@ -139,23 +139,50 @@ def _bearer_token() -> str:
     return token.strip()
 
 
+@functools.cache
+def _account_statement():
+    """The account, its login session and whether it accepted the current consent, in one query
+    (built once; the consent answer seeds has_current_consent's per-request cache)."""
+    from coaching.accounts.models import Account, LoginSession
+    from coaching.enrolment.models import ConsentAcceptance
+
+    consented = (
+        select(ConsentAcceptance.id)
+        .where(
+            ConsentAcceptance.patient_id == Account.id,
+            ConsentAcceptance.version == bindparam("consent_version"),
+            ConsentAcceptance.withdrawn_at.is_(None),
+        )
+        .exists()
+    )
+    return (
+        select(Account, LoginSession, consented)
+        .join(LoginSession, LoginSession.account_id == Account.id)
+        .where(Account.id == bindparam("account_id"), LoginSession.id == bindparam("session_id"))
+    )
+
+
 def load_current_account():
     """Return the signed-in account for this request, or raise Unauthorized."""
-    from coaching.accounts.models import Account, LoginSession
+    from coaching.enrolment.service import current_consent_version
 
     claims = decode_access_token(_bearer_token())
     row = db.session.execute(
-        select(Account, LoginSession)
-        .join(LoginSession, LoginSession.account_id == Account.id)
-        .where(Account.id == claims["sub"], LoginSession.id == claims["sid"])
+        _account_statement(),
+        {
+            "account_id": claims["sub"],
+            "session_id": claims["sid"],
+            "consent_version": current_consent_version(),
+        },
     ).first()
     if row is None:
         raise Unauthorized("Invalid token")
-    account, session = row
+    account, session, has_consent = row
     if not account.is_active or session.revoked_at is not None:
         raise Unauthorized("Token revoked")
     g.account = account
     g.login_session_id = session.id
+    g.setdefault("_consent_cache", {})[account.id] = bool(has_consent)
     return account
 
 

@@ -16,6 +16,8 @@ blp = Blueprint("content", __name__, url_prefix="/api/v1", description="Programm
 
 # The app may keep a lesson and ask whether it changed; the answer is per patient (private).
 LESSON_CACHE_CONTROL = "private, no-cache"
+# One instance for the ETag's dump (a schema keeps no state between dumps).
+_LESSON_SCHEMA = schemas.LessonSchema()
 
 
 def _etag_matches(header: str | None, etag: str) -> bool:
@@ -55,7 +57,7 @@ class LessonById(MethodView):
         account = current_account()
         access = service.lesson_access(account, lesson_id)
         view = service.lesson_view(access, account.locale)
-        etag = f'"{digest_of(schemas.LessonSchema().dump(view))[:40]}"'
+        etag = f'"{digest_of(_LESSON_SCHEMA.dump(view))[:40]}"'
         headers = {"ETag": etag, "Cache-Control": LESSON_CACHE_CONTROL}
         if _etag_matches(request.headers.get("If-None-Match"), etag):
             return Response(status=304, headers=headers)

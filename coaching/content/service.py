@@ -56,6 +56,12 @@ ANSWERABLE = ("exercise", "reflection")
 _markdown = MarkdownIt("commonmark", {"html": False})
 
 
+@lru_cache(maxsize=4096)
+def _render_markdown(text: str) -> str:
+    # Markdown to HTML is a pure function of the text, and lesson texts never change in place.
+    return _markdown.render(text)
+
+
 # --- the programme file ------------------------------------------------------------------------
 
 
@@ -252,6 +258,7 @@ def sync(programme: ProgrammeDef, *, progress=None) -> SyncResult:
         result.is_new_release = True
     result.release = release
     db.session.flush()
+    _CATALOGUE_CACHE.clear()
     return result
 
 
@@ -309,31 +316,108 @@ class ModuleState:
         return sum(1 for state in self.lessons if state.completed)
 
 
-def _catalogue() -> list[tuple[ContentModule, list[ContentLesson]]]:
-    modules = list(
-        db.session.execute(
+@dataclass(frozen=True)
+class CatalogueModule:
+    """An active module as the programme shows it (a read-only copy of its ContentModule row)."""
+
+    id: str
+    slug: str
+    position: int
+    process: str
+    title: dict
+    summary: dict
+    is_active: bool
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class CatalogueLesson:
+    """An active lesson (a read-only copy of its ContentLesson row) and its newest version's id."""
+
+    id: str
+    module_id: str
+    slug: str
+    position: int
+    is_active: bool
+    latest_version: int
+    latest_version_id: str | None
+
+
+Catalogue = list[tuple[CatalogueModule, list[CatalogueLesson]]]
+
+# The active modules and lessons only change when `modules sync` loads a new release: kept per
+# process under the release's id (one entry), so a request reads them with no query.
+_CATALOGUE_CACHE: dict[tuple[str, str], Catalogue] = {}
+
+
+def _load_catalogue() -> Catalogue:
+    modules = [
+        CatalogueModule(
+            id=m.id,
+            slug=m.slug,
+            position=m.position,
+            process=m.process,
+            title=m.title,
+            summary=m.summary,
+            is_active=m.is_active,
+            updated_at=m.updated_at,
+        )
+        for m in db.session.execute(
             select(ContentModule)
             .where(ContentModule.is_active.is_(True))
             .order_by(ContentModule.position, ContentModule.slug)
         ).scalars()
-    )
-    by_module: dict[str, list[ContentLesson]] = {m.id: [] for m in modules}
+    ]
+    by_module: dict[str, list[CatalogueLesson]] = {m.id: [] for m in modules}
     if modules:
-        for lesson in db.session.execute(
-            select(ContentLesson)
+        for lesson, version_id in db.session.execute(
+            select(ContentLesson, LessonVersion.id)
+            .outerjoin(
+                LessonVersion,
+                (LessonVersion.lesson_id == ContentLesson.id)
+                & (LessonVersion.number == ContentLesson.latest_version),
+            )
             .where(ContentLesson.is_active.is_(True), ContentLesson.module_id.in_(list(by_module)))
             .order_by(ContentLesson.position, ContentLesson.slug)
-        ).scalars():
-            by_module[lesson.module_id].append(lesson)
+        ):
+            by_module[lesson.module_id].append(
+                CatalogueLesson(
+                    id=lesson.id,
+                    module_id=lesson.module_id,
+                    slug=lesson.slug,
+                    position=lesson.position,
+                    is_active=lesson.is_active,
+                    latest_version=lesson.latest_version,
+                    latest_version_id=version_id,
+                )
+            )
     return [(m, by_module[m.id]) for m in modules]
+
+
+def _catalogue(release: ContentRelease | None = None) -> Catalogue:
+    """Returns the active modules in order, each with its active lessons in order."""
+    if release is None:
+        release = latest_release()
+    if release is None:
+        return _load_catalogue()
+    key = (release.id, release.digest)
+    catalogue = _CATALOGUE_CACHE.get(key)
+    if catalogue is None:
+        catalogue = _load_catalogue()
+        _CATALOGUE_CACHE.clear()
+        _CATALOGUE_CACHE[key] = catalogue
+    return catalogue
+
+
+def _unlock_days(release: ContentRelease | None) -> int:
+    if release is not None:
+        return release.unlock_days_per_module
+    return int(programme_definition().get("unlock_days_per_module", 7))
 
 
 def unlock_days_per_module() -> int:
     """Returns the days between module unlocks (from the loaded release, else the file)."""
-    release = latest_release()
-    if release is not None:
-        return release.unlock_days_per_module
-    return int(programme_definition().get("unlock_days_per_module", 7))
+    return _unlock_days(latest_release())
 
 
 def _local_date(account: Account, at: datetime) -> date:
@@ -346,9 +430,10 @@ def programme_states(
     pairs: list[tuple[Account, Enrollment]], *, catalogue=None
 ) -> dict[str, list[ModuleState]]:
     """Returns each patient's modules with unlock and completion state (bulk, few queries)."""
-    catalogue = _catalogue() if catalogue is None else catalogue
     if not pairs:
         return {}
+    release = latest_release()
+    catalogue = _catalogue(release) if catalogue is None else catalogue
     ids = [patient.id for patient, _ in pairs]
     progress: dict[tuple[str, str], LessonProgress] = {
         (row.patient_id, row.lesson_id): row
@@ -366,7 +451,7 @@ def programme_states(
             ).where(ModuleCompletion.patient_id.in_(ids))
         )
     }
-    days = unlock_days_per_module()
+    days = _unlock_days(release)
     now = clock.now()
     result = {}
     for patient, enrollment in pairs:
@@ -491,12 +576,43 @@ def lesson_title(version: LessonVersion | None, locale: str) -> str:
     return localized(version.body, locale)["title"]
 
 
+# {version id: {locale: title}}: a version's text never changes, so its titles are kept.
+_VERSION_TITLES: dict[str, dict[str, str]] = {}
+_VERSION_TITLES_MAX = 20_000
+
+
+def _titles_of(version_ids: set[str]) -> dict[str, dict[str, str]]:
+    missing = [vid for vid in version_ids if vid not in _VERSION_TITLES]
+    if missing:
+        if len(_VERSION_TITLES) + len(missing) > _VERSION_TITLES_MAX:
+            _VERSION_TITLES.clear()
+        for vid, body in db.session.execute(
+            select(LessonVersion.id, LessonVersion.body).where(LessonVersion.id.in_(missing))
+        ):
+            _VERSION_TITLES[vid] = {lc: content["title"] for lc, content in body.items()}
+    return {vid: _VERSION_TITLES[vid] for vid in version_ids if vid in _VERSION_TITLES}
+
+
+def shown_titles(states: list[ModuleState], locale: str) -> dict[str, str]:
+    """Returns per lesson id the title a patient sees (that of `shown_versions`) in a locale."""
+    shown_ids = {
+        s.lesson.id: (s.progress.version_id if s.progress else s.lesson.latest_version_id)
+        for m in states
+        for s in m.lessons
+    }
+    titles = _titles_of({vid for vid in shown_ids.values() if vid is not None})
+    return {
+        lesson_id: localized(titles[vid], locale) if vid in titles else ""
+        for lesson_id, vid in shown_ids.items()
+    }
+
+
 def programme_view(patient: Account) -> dict:
     """Returns the patient's programme as /me/programme shows it."""
     enrollment = _enrollment(patient)
     states = programme_state(patient, enrollment)
-    shown = shown_versions(states)
     locale = patient.locale
+    titles = shown_titles(states, locale)
     return {
         "enrollment_id": enrollment.id,
         "status": enrollment.status,
@@ -514,7 +630,7 @@ def programme_view(patient: Account) -> dict:
                     {
                         "id": s.lesson.id,
                         "slug": s.lesson.slug,
-                        "title": lesson_title(shown[s.lesson.id], locale),
+                        "title": titles[s.lesson.id],
                         "completed": s.completed,
                         "status": s.status,
                     }
@@ -574,7 +690,7 @@ def render_block(block: dict) -> dict:
     """Returns a block as the API shows it (text blocks with their Markdown rendered)."""
     shown = dict(block)
     if block["type"] == "text":
-        shown["html"] = _markdown.render(block["markdown"])
+        shown["html"] = _render_markdown(block["markdown"])
     return shown
 
 
@@ -808,10 +924,9 @@ def today_view(patient: Account) -> dict:
     lesson = None
     if upcoming is not None:
         module, state = upcoming
-        version = shown_versions([module])[state.lesson.id]
         lesson = {
             "id": state.lesson.id,
-            "title": lesson_title(version, locale),
+            "title": shown_titles([module], locale)[state.lesson.id],
             "module_slug": module.module.slug,
             "status": state.status,
         }
