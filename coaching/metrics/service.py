@@ -423,6 +423,9 @@ def rebuild(progress=None) -> dict[str, int]:
         session.execute(text("SET LOCAL jit = off"))
         session.execute(text("SET LOCAL work_mem = '256MB'"))
         session.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))
+        # Derived rows that a rebuild can always recompute: the commit need not wait for the
+        # WAL flush (a crash right after it loses the rebuild, never consistency).
+        session.execute(text("SET LOCAL synchronous_commit = off"))
         # TRUNCATE is transactional here; readers wait for the commit instead of seeing a gap
         # (and nobody sees the tables without their keys in between).
         session.execute(text("TRUNCATE funnel_step_times, funnel_milestones"))
