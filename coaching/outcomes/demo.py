@@ -8,11 +8,11 @@ Two kinds of demo patients get answers:
   no answers yet) has its start moved back to that point; an older one is kept as it is. They
   answer every time point that has come round, with weekly check-ins, and one of them gets worse
   at month 3 so that the therapist sees an alert.
-- with `flask --app wsgi outcomes demo-cohort` (after `demo seed`; kept out of `demo seed`,
-  whose accounts are the foundation's): a cohort of 60 former programme participants
-  (`past01@cohort.demo` …, enrolled 13–20 months ago, completed, no invite and so outside the
-  uptake funnel) with all four time points, so that the decision aid has groups of at least 10
-  comparable patients to show.
+- a cohort of 60 former programme participants (`past01@cohort.demo` …, enrolled 13–20 months
+  ago, completed, no invite and so outside the uptake funnel, no password anyone knows) with
+  all four time points and their weekly use of the app, so that the decision aid has groups of
+  at least 10 comparable patients, and the owners' outcome benchmark and retention heat map
+  have data to show. `demo seed` adds it; `flask --app wsgi outcomes demo-cohort` adds it alone.
 
 Answers are drawn from a random generator seeded per patient: running the seed again finds
 every response in place and adds nothing.
@@ -296,7 +296,22 @@ def _cohort_patient(n: int, therapist: Account, months_ago: int, rng: random.Ran
         )
     )
     db.session.flush()
+    _seed_weekly_use(patient, started_on, rng)
     return patient
+
+
+def _seed_weekly_use(patient: Account, started_on: date, rng: random.Random) -> None:
+    """Record the former participant's use of the app over the 13 programme weeks, fading as
+    it does in real programmes, so that the owners' retention heat map has a story to tell."""
+    from coaching.metrics import service as metrics
+
+    for week in range(13):
+        if rng.random() > max(0.45, 0.97 - 0.045 * week):
+            continue
+        day = started_on + timedelta(days=7 * week + rng.randint(0, 6))
+        metrics.record_activity(
+            patient_id=patient.id, kind="app_opened", occurred_at=_at(patient, day)
+        )
 
 
 def seed(ctx, progress) -> None:
@@ -310,6 +325,8 @@ def seed(ctx, progress) -> None:
             rng, risk=stage["risk"], odi=stage["odi"], trend=stage["trend"], locale=patient.locale
         )
         seed_patient(patient, trajectory, checkins=True)
+    # Former participants give the outcome benchmark and the decision aid their comparison groups.
+    seed_cohort(ctx.therapists)
     db.session.flush()
 
 

@@ -7,6 +7,7 @@ from sqlalchemy import func, select
 from coaching.accounts.models import Account
 from coaching.demo.cli import seed_foundation
 from coaching.extensions import db
+from coaching.metrics.models import PatientActiveWeek
 from coaching.outcomes import demo, service
 from coaching.outcomes.models import (
     CheckIn,
@@ -37,12 +38,26 @@ def test_demo_seed_gives_trajectories_and_is_idempotent(app):
     accounts_before = db.session.execute(select(func.count()).select_from(Account)).scalar_one()
     demo.seed(ctx, Progress())
     db.session.commit()
+    # The 60 former participants, and nobody else.
     assert db.session.execute(select(func.count()).select_from(Account)).scalar_one() == (
-        accounts_before
+        accounts_before + 60
     )
-    result = app.test_cli_runner().invoke(args=["outcomes", "demo-cohort"])
+    result = app.test_cli_runner().invoke(args=["outcomes", "demo-cohort"])  # adds nothing now
     assert result.exit_code == 0, result.output
+    assert db.session.execute(select(func.count()).select_from(Account)).scalar_one() == (
+        accounts_before + 60
+    )
     first = _counts()
+    # Their use of the app fades over the weeks, as the retention heat map should show.
+    weeks = dict(
+        db.session.execute(
+            select(PatientActiveWeek.week, func.count())
+            .join(Account, Account.id == PatientActiveWeek.patient_id)
+            .where(Account.email.like("past%@cohort.demo"))
+            .group_by(PatientActiveWeek.week)
+        ).all()
+    )
+    assert weeks[1] > weeks[6] > weeks[12] > 0
     assert first[0] > 60 * 20
 
     anna = ctx.patients[0]
