@@ -137,6 +137,39 @@ def _rsa_key():
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
+def service_account_file(folder, *, token_uri: str):
+    """Write a service-account JSON whose OAuth token endpoint is the local fake; returns its path.
+
+    Its universe is not Google's, so google-auth makes no access-boundary lookup at
+    iamcredentials.googleapis.com (these tests talk to 127.0.0.1 only).
+    """
+    pem = (
+        _rsa_key()
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+    path = folder / "service-account.json"
+    path.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": PROJECT,
+                "private_key_id": "test-key",
+                "private_key": pem,
+                "client_email": f"push@{PROJECT}.iam.gserviceaccount.com",
+                "client_id": "1",
+                "token_uri": token_uri,
+                "universe_domain": "coaching.test",
+            }
+        )
+    )
+    return path
+
+
 @pytest.fixture
 def fcm(tmp_path, monkeypatch):
     """A local FCM endpoint, a fake service account pointing at it, and an FcmSender."""
@@ -153,28 +186,7 @@ def fcm(tmp_path, monkeypatch):
         messaging._MessagingService, "FCM_URL", base + "/v1/projects/{0}/messages:send"
     )
     key = _rsa_key()
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    credentials = tmp_path / "service-account.json"
-    credentials.write_text(
-        json.dumps(
-            {
-                "type": "service_account",
-                "project_id": PROJECT,
-                "private_key_id": "test-key",
-                "private_key": pem,
-                "client_email": f"push@{PROJECT}.iam.gserviceaccount.com",
-                "client_id": "1",
-                "token_uri": base + "/token",
-                # Not Google's universe: google-auth then makes no access-boundary lookup at
-                # iamcredentials.googleapis.com (this test talks to 127.0.0.1 only).
-                "universe_domain": "coaching.test",
-            }
-        )
-    )
+    credentials = service_account_file(tmp_path, token_uri=base + "/token")
     apps = []
 
     class Fcm:

@@ -12,7 +12,6 @@ The PostgreSQL test needs a PostgreSQL server (the one of `COACHING_TEST_DATABAS
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import timedelta
 
@@ -209,10 +208,9 @@ def fcm_behind_proxy(tmp_path, monkeypatch):
     import threading
 
     import firebase_admin
-    from cryptography.hazmat.primitives import serialization
     from firebase_admin import messaging
 
-    from tests.notifications.test_fcm import PROJECT, FakeFcm, FakeFcmServer, _rsa_key
+    from tests.notifications.test_fcm import FakeFcm, FakeFcmServer, service_account_file
 
     FakeFcm.requests = []
     server = FakeFcmServer(("127.0.0.1", 0), FakeFcm)
@@ -222,30 +220,7 @@ def fcm_behind_proxy(tmp_path, monkeypatch):
     monkeypatch.setattr(
         messaging._MessagingService, "FCM_URL", base + "/v1/projects/{0}/messages:send"
     )
-    pem = (
-        _rsa_key()
-        .private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        .decode()
-    )
-    credentials = tmp_path / "service-account.json"
-    credentials.write_text(
-        json.dumps(
-            {
-                "type": "service_account",
-                "project_id": PROJECT,
-                "private_key_id": "test-key",
-                "private_key": pem,
-                "client_email": f"push@{PROJECT}.iam.gserviceaccount.com",
-                "client_id": "1",
-                "token_uri": base + "/token",
-                "universe_domain": "coaching.test",
-            }
-        )
-    )
+    credentials = service_account_file(tmp_path, token_uri=base + "/token")
     from coaching.notifications.senders import FcmSender
 
     sender = FcmSender(str(credentials), app_name="trust-faults")
