@@ -915,12 +915,31 @@ def expire_stale_uploads(now: datetime, *, batch: int = 200) -> int:
             return expired
 
 
+# The programme's own length: month 3 is its end (INSTRUMENTS.md). A patient who stops before
+# completing it has ended it once this has passed and they have not been back since.
+PROGRAMME_LENGTH = timedelta(days=91)
+
+
 def apply_media_retention(now: datetime, *, batch: int = 200) -> int:
     """Delete the videos of patients whose programme ended more than the retention period ago;
-    the messages stay, with media `expired`. Returns how many videos were let go."""
+    the messages stay, with media `expired`. Returns how many videos were let go.
+
+    A programme ends when the patient completes it, or, for a patient who stopped, at the
+    latest of its planned end (enrolment + PROGRAMME_LENGTH), the patient's last activity and
+    the conversation's last message: coming back, or a new message, starts the period again.
+    """
     cutoff = now - timedelta(days=_config("VIDEO_RETENTION_DAYS"))
-    ended = select(Enrollment.patient_id).where(
-        Enrollment.completed_at.is_not(None), Enrollment.completed_at <= cutoff
+    completed = and_(Enrollment.completed_at.is_not(None), Enrollment.completed_at <= cutoff)
+    stopped = and_(
+        Enrollment.completed_at.is_(None),
+        Enrollment.enrolled_at <= cutoff - PROGRAMME_LENGTH,
+        or_(Enrollment.last_active_at.is_(None), Enrollment.last_active_at <= cutoff),
+        or_(Conversation.last_message_at.is_(None), Conversation.last_message_at <= cutoff),
+    )
+    ended = (
+        select(Enrollment.id)
+        .where(Enrollment.patient_id == Conversation.patient_id, or_(completed, stopped))
+        .exists()
     )
     expired = 0
     while True:
@@ -928,11 +947,7 @@ def apply_media_retention(now: datetime, *, batch: int = 200) -> int:
             db.session.execute(
                 select(Message)
                 .join(Conversation, Conversation.id == Message.conversation_id)
-                .where(
-                    Conversation.patient_id.in_(ended),
-                    Message.kind == "video",
-                    Message.media_state == "stored",
-                )
+                .where(ended, Message.kind == "video", Message.media_state == "stored")
                 .limit(batch)
             )
             .scalars()

@@ -484,6 +484,35 @@ def test_videos_expire_after_the_programme_ends_plus_the_retention(
     assert _message(kept["id"]).media_state == "stored"
 
 
+def test_videos_of_a_patient_who_stopped_expire_after_the_planned_end_and_their_last_visit(
+    h, client, world, sample_videos, clock
+):
+    from coaching.metrics import service as metrics
+
+    path, content_type = sample_videos["mp4"]
+    conversation = conversation_of(client, h("patient"))
+    stopped = send_video(client, h("patient"), conversation["id"], path, content_type)
+    other = conversation_of(client, h("other_patient"))
+    coming_back = send_video(client, h("other_patient"), other["id"], path, content_type)
+    # Nobody completes the programme; the second patient comes back on day 150.
+    clock.advance(days=150)
+    metrics.record_activity(patient_id=world.other_patient.id, kind="app_opened")
+    db.session.commit()
+    clock.advance(days=30)  # day 180: the planned end (day 91) plus 89 days
+    assert service.apply_media_retention(app_clock.now()) == 0
+    clock.advance(days=1)  # day 181
+    assert service.apply_media_retention(app_clock.now()) == 1
+    assert _message(stopped["id"]).media_state == "expired"
+    assert _message(coming_back["id"]).media_state == "stored"
+    # The therapist writes on day 181: the conversation is alive again until day 271.
+    send_text(client, h("therapist"), other["id"], "Hoe gaat het nu?")
+    clock.advance(days=59)  # day 240: 90 days after the visit, but the message is newer
+    assert service.apply_media_retention(app_clock.now()) == 0
+    clock.advance(days=31)  # day 271: 90 days after the message
+    assert service.apply_media_retention(app_clock.now()) == 1
+    assert _message(coming_back["id"]).media_state == "expired"
+
+
 def test_withdrawing_video_consent_deletes_every_video_and_stops_new_ones(
     h, client, world, sample_videos
 ):
