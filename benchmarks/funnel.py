@@ -210,7 +210,7 @@ def rebuild(app) -> float:
         elapsed = (time.perf_counter() - started) * 1000
         if db.engine.dialect.name == "postgresql":
             with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.execute(text("VACUUM ANALYZE funnel_milestones, funnel_step_times"))
+                conn.execute(text("VACUUM ANALYZE funnel_milestones"))
         return elapsed
 
 

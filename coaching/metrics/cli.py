@@ -31,7 +31,7 @@ class _StageProgress:
 
 @cli.command("rebuild")
 def rebuild() -> None:
-    """Recompute the milestone, step-duration and active-week tables from the raw events."""
+    """Recompute the milestone and active-week tables from the raw events."""
     started = time.perf_counter()
     with tqdm(total=len(service.REBUILD_STAGES), desc="metrics rebuild", unit="stage") as bar:
         counts = service.rebuild(_StageProgress(bar))

@@ -1,9 +1,9 @@
 """The uptake funnel and its drop-offs, computed in the database from the milestone tables.
 
-Counts come from one scan of `funnel_milestones` (one row per invite); medians walk the indexes
-of `funnel_step_times` in duration order to the middle row instead of sorting, all of them from
-one statement (on PostgreSQL a LATERAL walk per median whose text does not grow with the number
-of groups). Definitions: docs/metrics.md.
+Counts come from one scan of a covering index of `funnel_milestones` (one row per invite);
+medians walk the milestone table's per-step duration indexes to the middle entry instead of
+sorting, all of them from one statement (on PostgreSQL a LATERAL walk per median whose text does
+not grow with the number of groups). Definitions: docs/metrics.md.
 """
 
 from __future__ import annotations
@@ -17,9 +17,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import (
     ARRAY,
     Integer,
-    SmallInteger,
     String,
-    and_,
     func,
     literal,
     or_,
@@ -34,11 +32,11 @@ from coaching.accounts.models import Account
 from coaching.errors import NotFound, ValidationFailed
 from coaching.extensions import db
 from coaching.metrics.models import (
+    DURATION_COLUMNS,
     FUNNEL_STEPS,
     OFFSET_COLUMNS,
     STEP_COLUMNS,
     FunnelMilestone,
-    FunnelStepTime,
 )
 from coaching.metrics.service import epoch_seconds
 from coaching.practices.models import Practice
@@ -177,74 +175,96 @@ def _medians(scope: Scope, parts: list[tuple[str | None, list[tuple[str | None, 
     """Returns {(group_column, group, step): median seconds from the previous step}.
 
     `parts` lists (group_column, wanted) with `wanted` the (group, step, units reaching it); the
-    overall medians have group_column None. Each median is read by walking an index of
-    funnel_step_times in duration order past half of the matching rows (LIMIT/OFFSET), all of
-    them from one statement.
+    overall medians have group_column None. Each median over all invites or one practice's is
+    read by walking that step's duration index past half of the matching entries
+    (LIMIT/OFFSET). Scopes and groups those indexes do not lead with (a therapist, a referral
+    route, a channel) are read by sorting their rows instead, which the covering indexes find.
     """
-    parts = [(column, wanted) for column, wanted in parts if wanted]
-    if not parts:
-        return {}
-    if db.session.get_bind().dialect.name == "postgresql":
-        values = _middle_values_lateral(scope, parts)
-    else:
-        values = _middle_values_union(scope, parts)
     medians = {}
-    for p, (column, wanted) in enumerate(parts):
-        for index, (group, step, _n) in enumerate(wanted):
-            found = values.get((p, index))
-            if found:
-                medians[(column, group, step)] = sum(found) / len(found)
+    walks = []
+    for column, wanted in parts:
+        if not wanted:
+            continue
+        if _walkable(scope, column) or db.session.get_bind().dialect.name != "postgresql":
+            # SQLite has no ordered-set aggregates: LIMIT/OFFSET everywhere (its planner sorts
+            # the few rows of a therapist instead of walking when that is cheaper).
+            walks.append((column, wanted))
+        else:
+            medians.update(_sorted_medians(scope, column, wanted))
+    if walks:
+        if db.session.get_bind().dialect.name == "postgresql":
+            values = _middle_values_lateral(scope, walks)
+        else:
+            values = _middle_values_union(scope, walks)
+        for p, (column, wanted) in enumerate(walks):
+            for index, (group, step, _n) in enumerate(wanted):
+                found = values.get((p, index))
+                if found:
+                    medians[(column, group, step)] = sum(found) / len(found)
     return medians
 
 
-def _step_time_conditions(scope: Scope) -> list:
-    t = FunnelStepTime.__table__.c
-    # funnel_step_times.invited_ts is never NULL: without date filters there is nothing to test.
-    conds = _conditions(t, scope)
+def _walkable(scope: Scope, column: str | None) -> bool:
+    """Whether a median can walk a duration index: over all invites or per practice, with no
+    filter but dates and a practice (the entries hold the invite time and the practice)."""
+    filtered = scope.therapist_id or scope.referral_source or scope.channel
+    return not filtered and column in (None, "practice_id")
+
+
+def _step_columns(step: int):
+    m = FunnelMilestone.__table__.c
+    return m[DURATION_COLUMNS[step - 1]], m[OFFSET_COLUMNS[step - 1]]
+
+
+def _walk_conditions(scope: Scope, step: int) -> list:
+    m = FunnelMilestone.__table__.c
+    duration, offset = _step_columns(step)
+    # A reached step has an invite time: without date filters there is nothing more to test.
+    conds = _conditions(m, scope)
     if scope.date_from is None and scope.date_to is None:
         conds = conds[1:]
-    return [t.seconds_from_invite <= scope.window_days * DAY, *conds]
+    # `IS NOT NULL` is the duration indexes' predicate: it lets the planner use them.
+    return [duration.is_not(None), offset <= scope.window_days * DAY, *conds]
 
 
 def _middle_values_lateral(scope: Scope, parts) -> dict[tuple[int, int], list[int]]:
-    """PostgreSQL: one LATERAL walk per median, its (step, group, offset, limit) read from arrays.
-
-    The statement's text does not grow with the number of medians, so it is compiled and planned
-    once (a UNION ALL of 160 branches took longer to compile and plan than to run).
-    """
-    t = FunnelStepTime.__table__.c
-    base = _step_time_conditions(scope)
+    """PostgreSQL: one branch per step and part; per group, one LATERAL walk whose (group,
+    offset, limit) come from arrays, so the statement's text does not grow with the groups
+    (a UNION ALL of 160 branches took longer to compile and plan than to run)."""
+    m = FunnelMilestone.__table__.c
     branches = []
     for p, (column, wanted) in enumerate(parts):
-        arrays = [
-            ("i", Integer, list(range(len(wanted)))),
-            ("step", SmallInteger, [step for _g, step, _n in wanted]),
-            ("off", Integer, [(n - 1) // 2 for _g, _s, n in wanted]),
-            ("lim", Integer, [2 - n % 2 for _g, _s, n in wanted]),
-        ]
-        if column:
-            arrays.append(("grp", String, [group for group, _s, _n in wanted]))
-        v = (
-            func.unnest(*(literal(values, ARRAY(kind)) for _name, kind, values in arrays))
-            .table_valued(*(name for name, _kind, _values in arrays))
-            .render_derived()
-        )
-        conds = [t.step == v.c.step, *base]
-        if column:
-            conds.append(t[column] == v.c.grp)
-        walk = (
-            select(t.seconds_from_previous.label("s"))
-            .where(*conds)
-            .order_by(t.seconds_from_previous)
-            .limit(v.c.lim)
-            .offset(v.c.off)
-            .lateral()
-        )
-        branches.append(
-            select(literal(p, Integer).label("p"), v.c.i, walk.c.s).select_from(
-                v.join(walk, true())
+        for step in sorted({step for _g, step, _n in wanted}):
+            duration, _offset = _step_columns(step)
+            picked = [(i, g, n) for i, (g, s, n) in enumerate(wanted) if s == step]
+            arrays = [
+                ("i", Integer, [i for i, _g, _n in picked]),
+                ("off", Integer, [(n - 1) // 2 for _i, _g, n in picked]),
+                ("lim", Integer, [2 - n % 2 for _i, _g, n in picked]),
+            ]
+            if column:
+                arrays.append(("grp", String, [g for _i, g, _n in picked]))
+            v = (
+                func.unnest(*(literal(values, ARRAY(kind)) for _name, kind, values in arrays))
+                .table_valued(*(name for name, _kind, _values in arrays))
+                .render_derived()
             )
-        )
+            conds = _walk_conditions(scope, step)
+            if column:
+                conds.append(m[column] == v.c.grp)
+            walk = (
+                select(duration.label("s"))
+                .where(*conds)
+                .order_by(duration)
+                .limit(v.c.lim)
+                .offset(v.c.off)
+                .lateral()
+            )
+            branches.append(
+                select(literal(p, Integer).label("p"), v.c.i, walk.c.s).select_from(
+                    v.join(walk, true())
+                )
+            )
     stmt = branches[0] if len(branches) == 1 else union_all(*branches)
     values: dict[tuple[int, int], list[int]] = {}
     for p, i, s in db.session.execute(stmt):
@@ -254,18 +274,18 @@ def _middle_values_lateral(scope: Scope, parts) -> dict[tuple[int, int], list[in
 
 def _middle_values_union(scope: Scope, parts) -> dict[tuple[int, int], list[int]]:
     """SQLite (no LATERAL): one UNION ALL branch per median."""
-    t = FunnelStepTime.__table__.c
-    base = _step_time_conditions(scope)
+    m = FunnelMilestone.__table__.c
     branches = []
     for p, (column, wanted) in enumerate(parts):
         for index, (group, step, n) in enumerate(wanted):
-            conds = [t.step == step, *base]
+            duration, _offset = _step_columns(step)
+            conds = _walk_conditions(scope, step)
             if column:
-                conds.append(t[column] == group)
+                conds.append(m[column] == group)
             inner = (
-                select(t.seconds_from_previous.label("s"))
-                .where(and_(*conds))
-                .order_by(t.seconds_from_previous)
+                select(duration.label("s"))
+                .where(*conds)
+                .order_by(duration)
                 .limit(2 - n % 2)
                 .offset((n - 1) // 2)
                 .subquery()
@@ -282,6 +302,31 @@ def _middle_values_union(scope: Scope, parts) -> dict[tuple[int, int], list[int]
         for p, i, s in db.session.execute(stmt):
             values.setdefault((p, i), []).append(s)
     return values
+
+
+def _sorted_medians(scope: Scope, column: str | None, wanted) -> dict:
+    """PostgreSQL: the medians of one part by sorting its rows (percentile_cont, the mean of
+    the two middle values of an even count), grouped by `column` when given."""
+    m = FunnelMilestone.__table__.c
+    w = scope.window_days * DAY
+    steps = sorted({step for _g, step, _n in wanted})
+    aggregates = []
+    for step in steps:
+        duration, offset = _step_columns(step)
+        aggregates.append(func.percentile_cont(0.5).within_group(duration).filter(offset <= w))
+    keys = [m[column]] if column else []
+    stmt = select(*keys, *aggregates).where(*_conditions(m, scope))
+    if column:
+        stmt = stmt.group_by(m[column])
+    wanted_keys = {(group, step) for group, step, _n in wanted}
+    medians = {}
+    for row in db.session.execute(stmt):
+        values = list(row)
+        group = values.pop(0) if column else None
+        for step, value in zip(steps, values, strict=True):
+            if value is not None and (group, step) in wanted_keys:
+                medians[(column, group, step)] = value
+    return medians
 
 
 def _steps(

@@ -1,6 +1,6 @@
 """Uptake events (append-only, one row per journey step of an invite), patient activity, and the
-tables derived from them for fast dashboards: one milestone row per invite, one row per reached
-step with its duration, and the weeks in which each patient was active.
+tables derived from them for fast dashboards: one milestone row per invite (with each step's time
+and duration) and the weeks in which each patient was active.
 
 The derived tables are kept current in the same transaction as each event (see service.py) and
 can be recomputed exactly from the raw rows with `flask --app wsgi metrics rebuild`. Their times
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, SmallInteger, String
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from coaching.db import Base, UTCDateTime, id_column
@@ -69,6 +69,28 @@ class PatientActivity(Base):
 STEP_COLUMNS = tuple(f"{step}_ts" for step in FUNNEL_STEPS)
 # The same times after `invited` as whole seconds since `invited_ts`: `<step>_s`.
 OFFSET_COLUMNS = tuple(f"{step}_s" for step in FUNNEL_STEPS[1:])
+# How long each step after `invited` took: whole seconds since the previous step, `<step>_d`.
+DURATION_COLUMNS = tuple(f"{step}_d" for step in FUNNEL_STEPS[1:])
+
+
+def _duration_indexes() -> list[Index]:
+    """Per step after `invited`, its reached rows in duration order, whole and per practice.
+
+    A median is then a walk along one of these (partial) indexes to the middle entry instead of
+    a sort; the step's offset and the invite time in each entry apply the window and the dates.
+    """
+    indexes = []
+    for step in FUNNEL_STEPS[1:]:
+        reached = text(f"{step}_d IS NOT NULL")
+        columns = [f"{step}_d", f"{step}_s", "invited_ts"]
+        for name, leading in (
+            (f"ix_funnel_milestones_{step}_d", []),
+            (f"ix_funnel_milestones_practice_id_{step}_d", ["practice_id"]),
+        ):
+            indexes.append(
+                Index(name, *leading, *columns, postgresql_where=reached, sqlite_where=reached)
+            )
+    return indexes
 
 
 class FunnelMilestone(Base):
@@ -77,13 +99,15 @@ class FunnelMilestone(Base):
     Each `<step>_ts` is the step's earliest occurrence at or after the previous step's time, in
     whole UTC epoch seconds, or NULL when not reached (then every later step is NULL as well).
     Each `<step>_s` (after `invited`) is the same time as seconds since `invited_ts`
-    (`<step>_ts - invited_ts`, NULL when not reached). No window is applied here: the funnel
-    applies `window_days` when it queries (`<step>_s <= W days`).
+    (`<step>_ts - invited_ts`, NULL when not reached), and each `<step>_d` how long the step
+    took (`<step>_ts - <previous step>_ts`). No window is applied here: the funnel applies
+    `window_days` when it queries (`<step>_s <= W days`).
     """
 
     __tablename__ = "funnel_milestones"
     # Covering indexes: a funnel count reads only index entries (invite time and the 4-byte step
-    # offsets), whole or for one practice or therapist, instead of the wide rows.
+    # offsets), whole or for one practice or therapist, instead of the wide rows. The medians
+    # read the per-step duration indexes.
     __table_args__ = (
         Index("ix_funnel_milestones_invited_ts", "invited_ts", *OFFSET_COLUMNS),
         Index(
@@ -98,9 +122,10 @@ class FunnelMilestone(Base):
             "invited_ts",
             *OFFSET_COLUMNS,
         ),
+        *_duration_indexes(),
     )
 
-    # No foreign keys on these derived tables: a rebuild writes 400,000 rows, and checking each
+    # No foreign keys on this derived table: a rebuild writes 100,000 rows, and checking each
     # would cost more than computing it. Invites are never deleted while they have events.
     # The step times come first: a scan of the rows decodes each only up to the last column it
     # reads. The funnel counts read the offsets at the end (added by migration 0008) from the
@@ -129,52 +154,15 @@ class FunnelMilestone(Base):
     first_video_exchanged_s: Mapped[int | None] = mapped_column(Integer)
     active_week_4_s: Mapped[int | None] = mapped_column(Integer)
     programme_completed_s: Mapped[int | None] = mapped_column(Integer)
-
-
-class FunnelStepTime(Base):
-    """One reached step (after `invited`) of one invite, with how long it took.
-
-    The same facts as the milestone row, laid out so that a median is a walk along an index in
-    duration order instead of a sort: the funnel's medians read these indexes.
-    """
-
-    __tablename__ = "funnel_step_times"
-    __table_args__ = (
-        Index(
-            "ix_funnel_step_times_step_seconds",
-            "step",
-            "seconds_from_previous",
-            "seconds_from_invite",
-            "invited_ts",
-        ),
-        Index(
-            "ix_funnel_step_times_step_practice",
-            "step",
-            "practice_id",
-            "seconds_from_previous",
-            "seconds_from_invite",
-            "invited_ts",
-        ),
-        Index(
-            "ix_funnel_step_times_step_therapist",
-            "step",
-            "therapist_id",
-            "seconds_from_previous",
-            "seconds_from_invite",
-            "invited_ts",
-        ),
-    )
-
-    invite_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    # Position in FUNNEL_STEPS (1 = invite_opened ... 8 = programme_completed).
-    step: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
-    seconds_from_previous: Mapped[int] = mapped_column(Integer)
-    seconds_from_invite: Mapped[int] = mapped_column(Integer)
-    invited_ts: Mapped[int] = mapped_column(BigInteger)
-    practice_id: Mapped[str] = mapped_column(String(36))
-    therapist_id: Mapped[str] = mapped_column(String(36))
-    referral_source: Mapped[str] = mapped_column(String(16))
-    channel: Mapped[str] = mapped_column(String(16))
+    # Seconds since the previous step (`<step>_ts - <previous>_ts`), NULL when not reached.
+    invite_opened_d: Mapped[int | None] = mapped_column(Integer)
+    registered_d: Mapped[int | None] = mapped_column(Integer)
+    consented_d: Mapped[int | None] = mapped_column(Integer)
+    baseline_completed_d: Mapped[int | None] = mapped_column(Integer)
+    first_lesson_completed_d: Mapped[int | None] = mapped_column(Integer)
+    first_video_exchanged_d: Mapped[int | None] = mapped_column(Integer)
+    active_week_4_d: Mapped[int | None] = mapped_column(Integer)
+    programme_completed_d: Mapped[int | None] = mapped_column(Integer)
 
 
 class PatientActiveWeek(Base):

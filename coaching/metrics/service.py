@@ -1,10 +1,10 @@
 """Recording uptake events and patient activity, and keeping the derived metric tables current.
 
 The append-only `uptake_events` and `patient_activity` rows are the truth. Each write here also
-updates, in the same transaction, the invite's milestone row (`funnel_milestones`), its per-step
-durations (`funnel_step_times`) and the patient's active weeks (`patient_active_weeks`), so that
-dashboards query small tables. `rebuild()` recomputes all three from the raw rows with SQL and
-gives exactly the same rows. The definitions are written down in docs/metrics.md.
+updates, in the same transaction, the invite's milestone row (`funnel_milestones`, with each
+step's time and duration) and the patient's active weeks (`patient_active_weeks`), so that
+dashboards query small tables. `rebuild()` recomputes both from the raw rows with SQL and gives
+exactly the same rows. The definitions are written down in docs/metrics.md.
 """
 
 from __future__ import annotations
@@ -14,16 +14,16 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import delete, select, text
 
 from coaching import clock
 from coaching.extensions import db
 from coaching.metrics.models import (
+    DURATION_COLUMNS,
     FUNNEL_STEPS,
     OFFSET_COLUMNS,
     STEP_COLUMNS,
     FunnelMilestone,
-    FunnelStepTime,
     PatientActiveWeek,
     PatientActivity,
     UptakeEvent,
@@ -88,21 +88,16 @@ def refresh_milestone(invite) -> FunnelMilestone:
     values = (
         dict(zip(STEP_COLUMNS, times, strict=True))
         | dict(zip(OFFSET_COLUMNS, _offsets(times), strict=True))
+        | dict(zip(DURATION_COLUMNS, _durations(times), strict=True))
         | attributes
     )
     if row is None:
         row = FunnelMilestone(invite_id=invite.id, **values)
         db.session.add(row)
-        changed = True
     else:
-        changed = any(getattr(row, key) != value for key, value in values.items())
         for key, value in values.items():
-            setattr(row, key, value)
-    if changed:
-        db.session.execute(delete(FunnelStepTime).where(FunnelStepTime.invite_id == invite.id))
-        step_rows = _step_rows(invite.id, times, attributes)
-        if step_rows:
-            db.session.execute(insert(FunnelStepTime), step_rows)
+            if getattr(row, key) != value:
+                setattr(row, key, value)
     db.session.flush()
     return row
 
@@ -112,26 +107,9 @@ def _offsets(times: list[int | None]) -> list[int | None]:
     return [None if t is None else t - times[0] for t in times[1:]]
 
 
-def _step_rows(invite_id: str, times: list[int | None], attributes: dict) -> list[dict]:
-    rows = []
-    invited = times[0]
-    for step in range(1, len(FUNNEL_STEPS)):
-        if times[step] is None:
-            break
-        rows.append(
-            {
-                "invite_id": invite_id,
-                "step": step,
-                "seconds_from_previous": times[step] - times[step - 1],
-                "seconds_from_invite": times[step] - invited,
-                "invited_ts": invited,
-                "practice_id": attributes["practice_id"],
-                "therapist_id": attributes["therapist_id"],
-                "referral_source": attributes["referral_source"],
-                "channel": attributes["channel"],
-            }
-        )
-    return rows
+def _durations(times: list[int | None]) -> list[int | None]:
+    """Returns how long each step after `invited` took: seconds since the previous step."""
+    return [None if t is None else t - p for p, t in zip(times[:-1], times[1:], strict=True)]
 
 
 def record_event(
@@ -284,18 +262,19 @@ def _epoch_sql(column: str) -> str:
 
 
 def _aggregate_sql() -> str:
-    """Returns the SELECT of, per invite, each step's earliest (n<k>) and latest (x<k>) time."""
+    """Returns the SELECT of, per invite, each step's earliest (n<k>) and latest (x<k>) time.
+
+    The times are aggregated as stored and truncated to epoch seconds afterwards, once per
+    invite instead of once per event (truncation keeps the order, so min and max commute with
+    it; SQLite's fixed-width text sorts in time order).
+    """
     aggregates = []
     for index, step in enumerate(FUNNEL_STEPS):
-        aggregates.append(f"min(t) FILTER (WHERE name = '{step}') AS n{index}")
+        where = f"FILTER (WHERE name = '{step}')"
+        aggregates.append(f"{_epoch_sql(f'min(occurred_at) {where}')} AS n{index}")
         if index:
-            aggregates.append(f"max(t) FILTER (WHERE name = '{step}') AS x{index}")
-    return (
-        "SELECT invite_id, "
-        + ", ".join(aggregates)
-        + f" FROM (SELECT invite_id, name, {_epoch_sql('occurred_at')} AS t FROM uptake_events) e"
-        " GROUP BY invite_id"
-    )
+            aggregates.append(f"{_epoch_sql(f'max(occurred_at) {where}')} AS x{index}")
+    return "SELECT invite_id, " + ", ".join(aggregates) + " FROM uptake_events GROUP BY invite_id"
 
 
 def _milestone_rebuild_sql(aggregated: str | None = None, ordered: bool = False) -> str:
@@ -349,9 +328,11 @@ def _milestone_rebuild_sql(aggregated: str | None = None, ordered: bool = False)
         f"chain AS (SELECT invite_id, {clean_times} FROM agg WHERE NOT ({dirty})"
         f" UNION ALL SELECT invite_id, {t_list} FROM c{last})"
     )
-    columns = ", ".join(STEP_COLUMNS + OFFSET_COLUMNS)
+    columns = ", ".join(STEP_COLUMNS + OFFSET_COLUMNS + DURATION_COLUMNS)
     times = ", ".join(
-        [f"c.t{i}" for i in range(last + 1)] + [f"c.t{i} - c.t0" for i in range(1, last + 1)]
+        [f"c.t{i}" for i in range(last + 1)]
+        + [f"c.t{i} - c.t0" for i in range(1, last + 1)]
+        + [f"c.t{i} - c.t{i - 1}" for i in range(1, last + 1)]
     )
     return (
         "INSERT INTO funnel_milestones (invite_id, patient_id, practice_id, therapist_id,"
@@ -359,25 +340,6 @@ def _milestone_rebuild_sql(aggregated: str | None = None, ordered: bool = False)
         "WITH " + ", ".join(layers) + " SELECT i.id, i.patient_id, i.practice_id, i.therapist_id,"
         f" i.referral_source, i.channel, {times} FROM chain c JOIN invites i ON i.id = c.invite_id"
         + (" ORDER BY i.id" if ordered else "")
-    )
-
-
-def _step_times_rebuild_sql(ordered: bool = False) -> str:
-    """Returns INSERT ... SELECT of the per-step durations from the milestone rows (`ordered`:
-    in primary-key order, so SQLite appends to the key's B-tree instead of splitting pages)."""
-    branches = []
-    for index in range(1, len(FUNNEL_STEPS)):
-        cur, prev = STEP_COLUMNS[index], STEP_COLUMNS[index - 1]
-        branches.append(
-            f"SELECT invite_id, {index}, {cur} - {prev}, {cur} - invited_ts, invited_ts,"
-            f" practice_id, therapist_id, referral_source, channel FROM funnel_milestones"
-            f" WHERE {cur} IS NOT NULL"
-        )
-    return (
-        "INSERT INTO funnel_step_times (invite_id, step, seconds_from_previous,"
-        " seconds_from_invite, invited_ts, practice_id, therapist_id, referral_source, channel) "
-        + " UNION ALL ".join(branches)
-        + (" ORDER BY 1, 2" if ordered else "")
     )
 
 
@@ -391,27 +353,23 @@ def _active_weeks_rebuild_sql() -> str:
     )
 
 
-REBUILD_STAGES = ("milestones", "step durations", "indexes", "active weeks")
+REBUILD_STAGES = ("milestones", "indexes", "active weeks")
 # A temporary table of the rebuild (PostgreSQL), per session and dropped before the commit.
 AGGREGATE = "metrics_rebuild_aggregate"
 
 
-def _secondary_indexes(*models) -> list:
-    return [index for model in models for index in model.__table__.indexes]
-
-
 def rebuild(progress=None) -> dict[str, int]:
-    """Recompute the milestone, step-duration and active-week tables from the raw rows.
+    """Recompute the milestone and active-week tables from the raw rows.
 
     Runs in the caller's transaction (the CLI commits once), so readers see the old rows until
-    the new ones are complete. Every index (on PostgreSQL the primary keys too) is dropped and
-    built again afterwards: one sorted build is far cheaper than 400,000 inserts into each.
+    the new ones are complete. Every index (on PostgreSQL the primary key too) is dropped and
+    built again afterwards: one sorted build is far cheaper than 100,000 inserts into each.
     Returns the rows per table.
     """
     session = db.session
     bind = session.connection()
     postgres = bind.dialect.name == "postgresql"
-    tables = [FunnelMilestone.__table__, FunnelStepTime.__table__]
+    table = FunnelMilestone.__table__
 
     def done() -> None:
         if progress is not None:
@@ -427,18 +385,15 @@ def rebuild(progress=None) -> dict[str, int]:
         # WAL flush (a crash right after it loses the rebuild, never consistency).
         session.execute(text("SET LOCAL synchronous_commit = off"))
         # TRUNCATE is transactional here; readers wait for the commit instead of seeing a gap
-        # (and nobody sees the tables without their keys in between).
-        session.execute(text("TRUNCATE funnel_step_times, funnel_milestones"))
-        for table in tables:
-            session.execute(
-                text(f"ALTER TABLE {table.name} DROP CONSTRAINT {table.primary_key.name}")
-            )
-    else:
-        session.execute(delete(FunnelStepTime))
-        session.execute(delete(FunnelMilestone))
-    indexes = _secondary_indexes(FunnelMilestone, FunnelStepTime)
+        # (and nobody sees the table without its key in between).
+        session.execute(text("TRUNCATE funnel_milestones"))
+        session.execute(text(f"ALTER TABLE {table.name} DROP CONSTRAINT {table.primary_key.name}"))
+    indexes = list(table.indexes)
     for index in indexes:
         index.drop(bind)
+    if not postgres:
+        # After dropping the indexes: deleting 100,000 rows from 20 indexes took longer.
+        session.execute(delete(FunnelMilestone))
     counts: dict[str, int] = {}
     if postgres:
         # INSERT ... SELECT never runs in parallel; CREATE TABLE AS may, so the one pass over
@@ -448,7 +403,8 @@ def rebuild(progress=None) -> dict[str, int]:
         session.execute(text("SET LOCAL enable_hashagg = off"))
         session.execute(text(f"CREATE TEMPORARY TABLE {AGGREGATE} AS {_aggregate_sql()}"))
         session.execute(text("SET LOCAL enable_hashagg = on"))
-        session.execute(text(f"ANALYZE {AGGREGATE}"))
+        # No ANALYZE of it: the plan (two scans of it, a hash join with the invites) is the same
+        # from its size alone, and sampling it cost a fifth of the milestone insert.
         milestones = _milestone_rebuild_sql(AGGREGATE)
     else:
         milestones = _milestone_rebuild_sql(ordered=True)
@@ -456,18 +412,14 @@ def rebuild(progress=None) -> dict[str, int]:
     if postgres:
         session.execute(text(f"DROP TABLE {AGGREGATE}"))
     done()
-    steps = _step_times_rebuild_sql(ordered=not postgres)
-    counts["funnel_step_times"] = session.execute(text(steps)).rowcount
-    done()
     if postgres:
-        for table in tables:
-            columns = ", ".join(c.name for c in table.primary_key.columns)
-            session.execute(
-                text(
-                    f"ALTER TABLE {table.name} ADD CONSTRAINT {table.primary_key.name}"
-                    f" PRIMARY KEY ({columns})"
-                )
+        columns = ", ".join(c.name for c in table.primary_key.columns)
+        session.execute(
+            text(
+                f"ALTER TABLE {table.name} ADD CONSTRAINT {table.primary_key.name}"
+                f" PRIMARY KEY ({columns})"
             )
+        )
     for index in indexes:
         index.create(bind)
     done()
