@@ -161,8 +161,10 @@ def _reached_counts(scope: Scope, group_column: str | None) -> tuple[dict, dict]
     """Returns {group: [units reaching each step within the window]} (group None: all), over
     all units and over those whose window is still open.
 
-    Two statements: the open units are a range of the covering `invited_ts` index, and reading it
-    again costs less than a second set of FILTER aggregates over every row (or a UNION ALL).
+    The units whose window has closed and those whose window is open are counted apart (the
+    open ones are one range of the covering `invited_ts` index) and added up, so that every
+    row goes through the FILTER aggregates once (except per practice or therapist on
+    PostgreSQL, see below).
     """
     # `<step>_s <= w` is `<step>_ts <= invited_ts + w`: int4 against a constant, from the
     # narrow covering indexes.
@@ -172,41 +174,54 @@ def _reached_counts(scope: Scope, group_column: str | None) -> tuple[dict, dict]
     clauses, params = _scope_sql(scope)
     params["w"] = scope.window_days * DAY
     params["open_after"] = epoch_seconds(clock.now()) - params["w"]
-    window_open = "invited_ts > :open_after"
+    closed = _where([*clauses, "invited_ts <= :open_after"])
+    window_open = _where([*clauses, "invited_ts > :open_after"])
 
-    def read(sql: str, into: dict) -> None:
+    def read(sql: str) -> dict:
+        found = {}
         for row in db.session.execute(text(sql), params):
             values = list(row)
-            group = values.pop(0) if group_column else None
-            into[group] = values
+            found[values.pop(0)] = values
+        return found
 
-    groups: dict = {}
-    open_groups: dict = {}
     if not group_column:
-        read(f"SELECT {aggregates} FROM {MILESTONES}{_where(clauses)}", groups)
-        read(f"SELECT {aggregates} FROM {MILESTONES}{_where([*clauses, window_open])}", open_groups)
-        return groups, open_groups
-    read(
-        f"SELECT {group_column}, {aggregates} FROM {MILESTONES}{_where(clauses)}"
-        f" GROUP BY {group_column}",
-        groups,
-    )
+        parts = read(
+            f"SELECT 0, {aggregates} FROM {MILESTONES}{closed}"
+            f" UNION ALL SELECT 1, {aggregates} FROM {MILESTONES}{window_open}"
+        )
+        open_groups = {None: parts[1]}
+        return {None: _added(parts[0], parts[1])}, open_groups
     if group_column in _INDEXED_GROUPS and _postgres():
         # Per group, the open units are one range of the (group, invited_ts, ...) covering index:
-        # one index-only range per group instead of the rows of every page.
+        # one index-only range per group (of every group the whole count found) instead of
+        # reading each entry of the index a second time.
+        groups = read(
+            f"SELECT {group_column}, {aggregates} FROM {MILESTONES}{_where(clauses)}"
+            f" GROUP BY {group_column}"
+        )
         params["groups"] = list(groups)
-        where = _where([*clauses, window_open, f"{group_column} = g.g"])
-        sql = (
+        where = _where([*clauses, "invited_ts > :open_after", f"{group_column} = g.g"])
+        open_groups = read(
             f"SELECT g.g, part.* FROM unnest(CAST(:groups AS varchar[])) AS g(g)"
             f" CROSS JOIN LATERAL (SELECT {aggregates} FROM {MILESTONES}{where}) AS part"
         )
-    else:
-        sql = (
-            f"SELECT {group_column}, {aggregates} FROM {MILESTONES}"
-            f"{_where([*clauses, window_open])} GROUP BY {group_column}"
+        return groups, open_groups
+    closed_groups, open_groups = (
+        read(
+            f"SELECT {group_column}, {aggregates} FROM {MILESTONES}{where} GROUP BY {group_column}"
         )
-    read(sql, open_groups)
+        for where in (closed, window_open)
+    )
+    zero = [0] * len(FUNNEL_STEPS)
+    groups = {
+        group: _added(closed_groups.get(group, zero), open_groups.get(group, zero))
+        for group in closed_groups.keys() | open_groups.keys()
+    }
     return groups, open_groups
+
+
+def _added(a: list[int], b: list[int]) -> list[int]:
+    return [x + y for x, y in zip(a, b, strict=True)]
 
 
 # Breakdowns with a covering (column, invited_ts, step times...) index on funnel_milestones.
