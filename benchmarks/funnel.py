@@ -217,7 +217,9 @@ def rebuild(app) -> float:
 def milestones_of(app) -> dict[str, list]:
     with app.app_context():
         cols = ", ".join(STEP_COLUMNS)
-        rows = db.session.execute(text(f"SELECT invite_id, {cols} FROM funnel_milestones"))
+        rows = db.session.execute(
+            text(f"SELECT CAST(invite_id AS varchar), {cols} FROM funnel_milestones")
+        )
         return {r[0]: list(r[1:]) for r in rows}
 
 

@@ -15,6 +15,8 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
+    String,
+    cast,
     func,
     or_,
     select,
@@ -144,9 +146,31 @@ def _scope_sql(scope: Scope, *, need_invite: bool = True) -> tuple[list[str], di
     for name in ("practice_id", "therapist_id", "referral_source", "channel"):
         value = getattr(scope, name)
         if value is not None:
-            clauses.append(f"{name} = :{name}")
+            clauses.append(f"{name} = {_bound(name, name)}")
             params[name] = value
     return clauses, params
+
+
+# The milestone table's id columns, uuid on PostgreSQL (see models.MILESTONE_ID).
+ID_COLUMNS = ("invite_id", "patient_id", "practice_id", "therapist_id")
+
+
+def _bound(name: str, column: str) -> str:
+    """Returns the bound value `:name` as SQL comparable with `column`."""
+    if column in ID_COLUMNS and _postgres():
+        return f"CAST(:{name} AS uuid)"
+    return f":{name}"
+
+
+def _array(name: str, column: str) -> str:
+    """Returns the bound list `:name` as an SQL array of `column`'s type."""
+    kind = "uuid" if column in ID_COLUMNS else "varchar"
+    return f"CAST(:{name} AS {kind}[])"
+
+
+def _text(column: str) -> str:
+    """Returns SQL reading `column` as text (the API's ids are strings; a uuid is not)."""
+    return f"CAST({column} AS varchar)" if _postgres() else column
 
 
 def _where(clauses: list[str]) -> str:
@@ -196,19 +220,20 @@ def _reached_counts(scope: Scope, group_column: str | None) -> tuple[dict, dict]
         # one index-only range per group (of every group the whole count found) instead of
         # reading each entry of the index a second time.
         groups = read(
-            f"SELECT {group_column}, {aggregates} FROM {MILESTONES}{_where(clauses)}"
+            f"SELECT {_text(group_column)}, {aggregates} FROM {MILESTONES}{_where(clauses)}"
             f" GROUP BY {group_column}"
         )
         params["groups"] = list(groups)
         where = _where([*clauses, "invited_ts > :open_after", f"{group_column} = g.g"])
         open_groups = read(
-            f"SELECT g.g, part.* FROM unnest(CAST(:groups AS varchar[])) AS g(g)"
+            f"SELECT {_text('g.g')}, part.* FROM unnest({_array('groups', group_column)}) AS g(g)"
             f" CROSS JOIN LATERAL (SELECT {aggregates} FROM {MILESTONES}{where}) AS part"
         )
         return groups, open_groups
     closed_groups, open_groups = (
         read(
-            f"SELECT {group_column}, {aggregates} FROM {MILESTONES}{where} GROUP BY {group_column}"
+            f"SELECT {_text(group_column)}, {aggregates} FROM {MILESTONES}{where}"
+            f" GROUP BY {group_column}"
         )
         for where in (closed, window_open)
     )
@@ -304,7 +329,7 @@ def _middle_values_lateral(scope: Scope, parts) -> dict[tuple[int, int], list[in
             group = None
             if column:
                 params[f"grp_{b}"] = [g for _i, g, _n in picked]
-                arrays.append(f"CAST(:grp_{b} AS varchar[])")
+                arrays.append(_array(f"grp_{b}", column))
                 names += ", grp"
                 group = f"{column} = v.grp"
             walk, walk_params = _walk(scope, step, group, "v.lim", "v.off")
@@ -355,7 +380,8 @@ def _sorted_medians(scope: Scope, column: str | None, wanted) -> dict:
     )
     clauses, params = _scope_sql(scope)
     params["w"] = scope.window_days * DAY
-    sql = f"SELECT {column + ', ' if column else ''}{aggregates} FROM {MILESTONES}{_where(clauses)}"
+    key = f"{_text(column)}, " if column else ""
+    sql = f"SELECT {key}{aggregates} FROM {MILESTONES}{_where(clauses)}"
     if column:
         sql += f" GROUP BY {column}"
     wanted_keys = {(group, step) for group, step, _n in wanted}
@@ -552,8 +578,8 @@ def dropoffs(scope: Scope, step: str, *, caller: Account) -> dict:
             Invite.code,
             Account.display_name,
         )
-        .join(Invite, Invite.id == m.invite_id)
-        .outerjoin(Account, Account.id == m.patient_id)
+        .join(Invite, Invite.id == cast(m.invite_id, String))
+        .outerjoin(Account, Account.id == cast(m.patient_id, String))
         .where(*waiting)
         .order_by(previous, m.invite_id)
     ).all()

@@ -337,10 +337,22 @@ def _milestone_rebuild_sql(aggregated: str | None = None, ordered: bool = False)
     return (
         "INSERT INTO funnel_milestones (invite_id, patient_id, practice_id, therapist_id,"
         f" referral_source, channel, {columns}) "
-        "WITH " + ", ".join(layers) + " SELECT i.id, i.patient_id, i.practice_id, i.therapist_id,"
-        f" i.referral_source, i.channel, {times} FROM chain c JOIN invites i ON i.id = c.invite_id"
+        "WITH "
+        + ", ".join(layers)
+        + " SELECT "
+        + ", ".join(
+            _milestone_id(f"i.{c}") for c in ("id", "patient_id", "practice_id", "therapist_id")
+        )
+        + f", i.referral_source, i.channel, {times} FROM chain c JOIN invites i ON i.id = c.invite_id"
         + (" ORDER BY i.id" if ordered else "")
     )
+
+
+def _milestone_id(column: str) -> str:
+    """Returns SQL for a text id as the milestone table stores it (uuid on PostgreSQL)."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        return f"CAST({column} AS uuid)"
+    return column
 
 
 def _active_weeks_rebuild_sql() -> str:
