@@ -262,45 +262,58 @@ def _epoch_sql(column: str) -> str:
 
 
 def _aggregate_sql() -> str:
-    """Returns the SELECT of, per invite, each step's earliest (n<k>) and latest (x<k>) time.
+    """Returns the SELECT of, per invite, each step's earliest time (n<k>) and the length of its
+    in-order chain (`l`, see `_chain_length_sql`).
 
     The times are aggregated as stored and truncated to epoch seconds afterwards, once per
-    invite instead of once per event (truncation keeps the order, so min and max commute with
-    it; SQLite's fixed-width text sorts in time order).
+    invite instead of once per event (truncation keeps the order, so min commutes with it;
+    SQLite's fixed-width text sorts in time order). Only the earliest: a latest time per step
+    (to tell at once whether any occurrence is at or after the previous step) cost as many
+    FILTER evaluations again for every event, for the few invites that search their events.
     """
     aggregates = []
     for index, step in enumerate(FUNNEL_STEPS):
         where = f"FILTER (WHERE name = '{step}')"
         aggregates.append(f"{_epoch_sql(f'min(occurred_at) {where}')} AS n{index}")
-        if index:
-            aggregates.append(f"{_epoch_sql(f'max(occurred_at) {where}')} AS x{index}")
-    return "SELECT invite_id, " + ", ".join(aggregates) + " FROM uptake_events GROUP BY invite_id"
+    grouped = (
+        "SELECT invite_id, " + ", ".join(aggregates) + " FROM uptake_events GROUP BY invite_id"
+    )
+    # The grouped rows come out of a sub-select, so the chain length reads each aggregate's
+    # value instead of computing it again.
+    return f"SELECT a.*, {_chain_length_sql()} AS l FROM ({grouped}) AS a"
+
+
+def _chain_length_sql() -> str:
+    """Returns SQL of an invite's chain length from its n columns, negative when "dirty".
+
+    `l` = L >= 0: each step's earliest occurrence is at or after the previous step's for the
+    steps 0..L-1, and step L has no occurrence. The chain is then n0..n(L-1). `l` = -L: step
+    L's earliest occurrence is before step L-1's, so the chain must search that invite's
+    events from step L on (a later occurrence may be at or after it). One CASE of about two
+    comparisons per step, evaluated once per invite.
+    """
+    last = len(FUNNEL_STEPS) - 1
+    ladder = ["WHEN n0 IS NULL THEN 0"]
+    for k in range(1, last + 1):
+        ladder.append(f"WHEN n{k} IS NULL THEN {k}")
+        ladder.append(f"WHEN n{k} < n{k - 1} THEN {-k}")
+    return "CASE " + " ".join(ladder) + f" ELSE {last + 1} END"
 
 
 def _milestone_rebuild_sql(aggregated: str | None = None, ordered: bool = False) -> str:
     """Returns INSERT ... SELECT computing every milestone row from the raw uptake events
     (or from `aggregated`, a table already holding `_aggregate_sql()`'s rows).
 
-    One pass aggregates, per invite and step, the earliest (n) and latest (x) occurrence. Where
-    each step's earliest occurrence is not before the previous step's (nearly every invite), the
-    chain is just those earliest times up to the first missing step, or up to a step whose every
-    occurrence is before the previous step. Only the other invites ("dirty": repeated events
-    straddling the previous step) go through the chain step by step, each step searching that
-    invite's events again.
+    One pass aggregates, per invite and step, the earliest occurrence (n). Where each step's
+    earliest occurrence is not before the previous step's (nearly every invite), the chain is
+    just those earliest times up to the first missing step (`l` >= 0). Only the other invites
+    ("dirty", `l` < 0: an occurrence before the previous step) go through the chain step by
+    step, each step searching that invite's events again.
     """
     epoch = _epoch_sql("occurred_at")
     last = len(FUNNEL_STEPS) - 1
-
-    def in_order(k: int) -> str:
-        return " AND ".join(["n0 IS NOT NULL"] + [f"n{j} >= n{j - 1}" for j in range(1, k + 1)])
-
     clean_times = ", ".join(
-        ["n0 AS t0"]
-        + [f"CASE WHEN {in_order(k)} THEN n{k} END AS t{k}" for k in range(1, last + 1)]
-    )
-    dirty = " OR ".join(
-        f"COALESCE({in_order(j - 1)} AND n{j} < n{j - 1} AND x{j} >= n{j - 1}, FALSE)"
-        for j in range(1, last + 1)
+        ["n0 AS t0"] + [f"CASE WHEN l > {k} THEN n{k} END AS t{k}" for k in range(1, last + 1)]
     )
     agg = (
         f"agg AS NOT MATERIALIZED (SELECT * FROM {aggregated})"
@@ -309,7 +322,7 @@ def _milestone_rebuild_sql(aggregated: str | None = None, ordered: bool = False)
     )
     layers = [
         agg,
-        f"c0 AS MATERIALIZED (SELECT agg.*, n0 AS t0 FROM agg WHERE {dirty})",
+        "c0 AS MATERIALIZED (SELECT agg.*, n0 AS t0 FROM agg WHERE l < 0)",
     ]
     for index in range(1, last + 1):
         prev = f"t{index - 1}"
@@ -319,13 +332,13 @@ def _milestone_rebuild_sql(aggregated: str | None = None, ordered: bool = False)
         )
         layers.append(
             f"c{index} AS MATERIALIZED (SELECT c{index - 1}.*, CASE"
-            f" WHEN {prev} IS NULL OR x{index} IS NULL OR x{index} < {prev} THEN NULL"
+            f" WHEN {prev} IS NULL OR n{index} IS NULL THEN NULL"
             f" WHEN n{index} >= {prev} THEN n{index} ELSE {lookup} END AS t{index}"
             f" FROM c{index - 1})"
         )
     t_list = ", ".join(f"t{i}" for i in range(last + 1))
     layers.append(
-        f"chain AS (SELECT invite_id, {clean_times} FROM agg WHERE NOT ({dirty})"
+        f"chain AS (SELECT invite_id, {clean_times} FROM agg WHERE l >= 0"
         f" UNION ALL SELECT invite_id, {t_list} FROM c{last})"
     )
     columns = ", ".join(STEP_COLUMNS + OFFSET_COLUMNS + DURATION_COLUMNS)
