@@ -203,15 +203,20 @@ def timed(fn, runs: int) -> tuple[float, object]:
 
 
 def rebuild(app) -> float:
+    """Times `flask metrics rebuild` itself (its VACUUM on PostgreSQL included)."""
+    runner = app.test_cli_runner()
+    started = time.perf_counter()
+    outcome = runner.invoke(args=["metrics", "rebuild"])
+    elapsed = (time.perf_counter() - started) * 1000
+    if outcome.exit_code != 0:
+        raise SystemExit(f"metrics rebuild failed: {outcome.output}") from outcome.exception
     with app.app_context():
-        started = time.perf_counter()
-        service.rebuild()
-        db.session.commit()
-        elapsed = (time.perf_counter() - started) * 1000
         if db.engine.dialect.name == "postgresql":
+            # What autovacuum does a little later (the command itself leaves it out), untimed:
+            # the load analysed the milestone table while it was still empty.
             with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.execute(text("VACUUM ANALYZE funnel_milestones"))
-        return elapsed
+                conn.execute(text("ANALYZE funnel_milestones"))
+    return elapsed
 
 
 def milestones_of(app) -> dict[str, list]:

@@ -34,8 +34,11 @@ def rebuild() -> None:
     """Recompute the milestone and active-week tables from the raw events."""
     started = time.perf_counter()
     with tqdm(total=len(service.REBUILD_STAGES), desc="metrics rebuild", unit="stage") as bar:
-        counts = service.rebuild(_StageProgress(bar))
+        progress = _StageProgress(bar)
+        counts = service.rebuild(progress)
         db.session.commit()
+        service.vacuum_rebuilt_tables()
+        progress.update(1)
     click.echo(
         "Rebuilt in {:.1f} s: {}".format(
             time.perf_counter() - started,
