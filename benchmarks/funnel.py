@@ -10,7 +10,9 @@ rebuilt by the migrations) and into a SQLite file, and in one run times:
 
 - `metrics rebuild` (the milestone tables recomputed from the raw events) on both databases;
 - the dashboard's funnel from the milestone table, without and with a practice breakdown, on both;
-- the same funnel computed by DuckDB straight from the raw events.
+- the same funnel computed by DuckDB straight from the raw events;
+- last, recording one uptake event in its own transaction (which keeps the invite's milestone
+  row current), against inserting the raw event alone.
 
 It checks that the two rebuilt milestone tables equal a plain-Python computation, that all three
 funnels agree, and prints each time with its ratio to DuckDB's. Targets on 2 cores: funnel
@@ -242,6 +244,40 @@ def time_funnel(app, runs: int, breakdown: str | None):
         return timed(once, runs)
 
 
+def time_event_writes(app, invite_ids: list[str]) -> tuple[float, float]:
+    """Returns the median ms of recording one uptake event in its own transaction (a repeated
+    `invite_opened`, which recomputes and updates the invite's milestone row with its 21
+    indexes), and of inserting the same raw event alone, over the given invites."""
+    from coaching.enrolment.models import Invite
+    from coaching.metrics.models import UptakeEvent
+
+    def once(invite_id: str, with_milestone: bool) -> float:
+        started = time.perf_counter()
+        invite = db.session.get(Invite, invite_id)
+        if with_milestone:
+            service.record_event(invite=invite, name="invite_opened", once=False)
+        else:
+            db.session.add(
+                UptakeEvent(
+                    invite_id=invite.id,
+                    name="invite_opened",
+                    occurred_at=NOW,
+                    recorded_at=NOW,
+                    practice_id=invite.practice_id,
+                    therapist_id=invite.therapist_id,
+                    referral_source=invite.referral_source,
+                    channel=invite.channel,
+                )
+            )
+        db.session.commit()
+        return (time.perf_counter() - started) * 1000
+
+    with app.app_context():
+        with_row = statistics.median(once(i, True) for i in invite_ids)
+        alone = statistics.median(once(i, False) for i in invite_ids)
+        return with_row, alone
+
+
 DUCK_SQL = """
 WITH s0 AS (SELECT invite_id, min(t) AS t FROM ev WHERE name = 'invited' GROUP BY invite_id),
 {chain},
@@ -363,6 +399,10 @@ def main() -> int:
             agree &= our_steps(broken["breakdown"][row["grp"]]["steps"]) == duck_steps(row)
         ok &= agree
         print(f"{name}: funnel agrees with DuckDB (overall and per practice): {agree}")
+    # Last, since they add events: the write path that keeps the milestone rows current.
+    sample = [invite[0] for invite in random.Random(11).sample(invites, 300)]
+    for name, app in apps.items():
+        results[f"{name}_event"], results[f"{name}_event_alone"] = time_event_writes(app, sample)
 
     print(
         "\nfunnel over", f"{len(invites):,} invites, window 120 days (median of {args.runs} runs)"
@@ -380,6 +420,12 @@ def main() -> int:
     ]
     for label, ms, base, target in rows:
         print(f"  {label:<44}{ms:>9.1f}{ms / base:>10.2f}{target or '':>10}")
+    print(f"\nrecording one uptake event, own transaction (median of {len(sample)})")
+    for name, label in (("pg", "PostgreSQL"), ("sqlite", "SQLite")):
+        print(
+            f"  {label + ': event + milestone row':<44}{results[f'{name}_event']:>9.2f} ms"
+            f"   (the raw event alone: {results[f'{name}_event_alone']:.2f} ms)"
+        )
     for key, limit in TARGET.items():
         if results[key] > limit:
             print(f"  over target: {key} {results[key]:.1f} ms > {limit} ms")
