@@ -29,6 +29,7 @@
 | `EXPORT_TTL_HOURS` | `24` | how long a patient's export ZIP can be downloaded before it is deleted |
 | `MEDICAL_RECORD_RETENTION_YEARS` | `20` | how long the medical record outlives an erasure request (WGBO; 0: not kept) |
 | `ERASURE_RETAINED_TABLES` | outcome tables | tables kept as the medical record on erasure (`none`: nothing); see docs/privacy.md |
+| `METRICS_PARALLEL_MIN_ROWS` | `40000` | PostgreSQL: a dashboard funnel over about this many invites splits its scans over two connections (`-1`: never) |
 | `SCHEDULER_IN_PROCESS` | `auto` | run APScheduler inside the development server (`auto`: in development only) |
 | `PORT` | `5000` | port of the development server |
 """

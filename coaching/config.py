@@ -81,6 +81,9 @@ class Config:
         self.EXPORT_TTL_HOURS = _int("EXPORT_TTL_HOURS", 24)
         self.MEDICAL_RECORD_RETENTION_YEARS = _int("MEDICAL_RECORD_RETENTION_YEARS", 20)
         self.ERASURE_RETAINED_TABLES = _env("ERASURE_RETAINED_TABLES")  # None: privacy's default
+        # The funnel on PostgreSQL runs half of its scans on a second connection when its scope
+        # holds about this many invites (coaching/metrics/funnel.py; 0: always, -1: never).
+        self.METRICS_PARALLEL_MIN_ROWS = _int("METRICS_PARALLEL_MIN_ROWS", 40000)
 
         # flask-smorest / OpenAPI
         self.API_TITLE = "Coaching API"
