@@ -127,12 +127,12 @@ def _no_jit(*, index_only: bool = False) -> None:
 # long. With the default random_page_cost the planner prefers the rows. Parallel workers cost
 # more to start (3-5 ms) than they save on these scans; a large funnel splits them over two
 # connections instead (`_Split`).
-_SETTINGS = ("jit = off", "random_page_cost = 1.1", "max_parallel_workers_per_gather = 0")
+_SETTINGS = (("jit", "off"), ("random_page_cost", "1.1"), ("max_parallel_workers_per_gather", "0"))
 
 
 def _settings_sql(*, index_only: bool) -> str:
     settings = _SETTINGS if index_only else _SETTINGS[:1]
-    return "; ".join(f"SET LOCAL {s}" for s in settings)
+    return "; ".join(f"SET LOCAL {name} = {value}" for name, value in settings)
 
 
 # --- two connections -----------------------------------------------------------------------------
@@ -235,13 +235,13 @@ def _helper_engine():
         engine = _helper_engines.get(key)
         if engine is None:
             options = " ".join(
-                f"-c {setting.replace(' ', '')}"
-                for setting in (*_SETTINGS, "default_transaction_read_only = on")
+                f"-c {name}={value}"
+                for name, value in (*_SETTINGS, ("default_transaction_read_only", "on"))
             )
             engine = create_engine(
                 url,
-                pool_size=2,
-                max_overflow=4,
+                pool_size=1,  # one funnel at a time per worker process, as a rule
+                max_overflow=3,
                 isolation_level="AUTOCOMMIT",
                 connect_args={"options": options},
             )
@@ -250,24 +250,25 @@ def _helper_engine():
 
 
 def _split_plan(scope: Scope) -> _Split | None:
-    """Returns how to split the scope's funnel scans, or None to run each as one statement.
+    """Applies the funnel's settings to the transaction (PostgreSQL) and returns how to split
+    the scope's funnel scans, or None to run each as one statement.
 
     Splits on PostgreSQL, for a scope the duration indexes serve (all invites, a practice, a
     date range) of about METRICS_PARALLEL_MIN_ROWS rows or more, and only in a transaction that
-    has written nothing (another connection would not see its rows)."""
-    if not _postgres() or not _walkable(scope, None):
+    has written nothing (another connection would not see its rows). The settings, that check
+    and the table's size are one round trip."""
+    if not _postgres():
         return None
-    minimum = current_app.config.get("METRICS_PARALLEL_MIN_ROWS", 40000)
-    if minimum < 0:
-        return None
-    clean, rows = db.session.execute(
+    settings = ", ".join(f"set_config('{name}', '{value}', true)" for name, value in _SETTINGS)
+    *_set, clean, rows = db.session.execute(
         text(
-            "SELECT txid_current_if_assigned() IS NULL, reltuples FROM pg_class"
-            " WHERE oid = to_regclass(:table)"
+            f"SELECT {settings}, txid_current_if_assigned() IS NULL,"
+            " (SELECT reltuples FROM pg_class WHERE oid = to_regclass(:table))"
         ),
         {"table": MILESTONES},
     ).one()
-    if not clean or rows < minimum:
+    minimum = current_app.config.get("METRICS_PARALLEL_MIN_ROWS", 40000)
+    if not _walkable(scope, None) or minimum < 0 or not clean or (rows or 0) < minimum:
         return None
     statistics = _planner_statistics()
     if scope.date_from is not None or scope.date_to is not None:
@@ -714,8 +715,7 @@ def breakdown_labels(breakdown: str, values) -> dict[str, str]:
 
 def funnel(scope: Scope, breakdown: str | None = None) -> dict:
     """Returns the funnel over the scope's invites, optionally per breakdown value."""
-    _no_jit(index_only=True)
-    split = _split_plan(scope)
+    split = _split_plan(scope)  # on PostgreSQL also the settings (see _settings_sql)
     zero = [0] * len(FUNNEL_STEPS)
     group_column = BREAKDOWN_COLUMNS[breakdown] if breakdown else None
     groups, open_groups = _reached_counts(scope, group_column, split)
