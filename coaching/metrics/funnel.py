@@ -143,8 +143,8 @@ def _settings_sql(*, index_only: bool) -> str:
 # this size). A funnel over many rows (METRICS_PARALLEL_MIN_ROWS) therefore runs half of each
 # scan on a second, already open connection in a helper thread (psycopg waits on the socket
 # without the GIL) while the request's connection runs the other half, and adds the halves up
-# (over 100,000 invites: 34-42 -> 26-29 ms, per practice 64-85 -> 44-49 ms, measured on 2
-# cores). The halves are cut where the planner's statistics say half of the rows lie; the
+# (benchmarks/funnel.py, 100,000 invites on 2 cores: 28-44 -> 23-32 ms, per practice 58-80 ->
+# 33-50 ms). The halves are cut where the planner's statistics say half of the rows lie; the
 # medians' walks are shared out by their known lengths.
 _HELPERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="funnel-sql")
 # The planner's statistics the splits are chosen by change only when the table is analysed;
