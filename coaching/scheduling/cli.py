@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 from datetime import UTC, datetime
 
 import click
@@ -20,13 +21,28 @@ cli = AppGroup("scheduler", help="Run the periodic jobs (planning, dispatch, cle
 
 @cli.command("run")
 def run() -> None:
-    """Run every job at its interval until stopped (any number of these may run side by side)."""
+    """Run every job at its interval until SIGINT or SIGTERM (any number of these may run side
+    by side); the jobs running then finish first."""
     app = current_app._get_current_object()
     scheduler = build_scheduler(app)
     for job in scheduler.get_jobs():
         click.echo(f"{job.name}: {job.trigger}")
-    with contextlib.suppress(KeyboardInterrupt, SystemExit):
-        scheduler.start()
+
+    def stop(signum, _frame) -> None:
+        log.info("scheduler: %s, stopping once the running jobs are done", signal.strsignal(signum))
+        if scheduler.running:
+            scheduler.shutdown(wait=False)  # the process still waits for running jobs to end
+
+    # Both set here: a process started in the background by a shell without job control
+    # inherits SIGINT ignored (it then never stopped), and SIGTERM (what process managers send)
+    # would otherwise end the process in the middle of a job.
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with contextlib.suppress(KeyboardInterrupt, SystemExit):
+            scheduler.start()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _parse_now(value: str | None) -> datetime | None:

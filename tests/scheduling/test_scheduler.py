@@ -148,7 +148,13 @@ def test_never_in_tests_and_started_only_once(app, monkeypatch):
             scheduler.shutdown(wait=True)
 
 
-def test_scheduler_run_as_a_process_runs_and_logs_each_job(tmp_path):
+def _sigint_ignored() -> None:
+    # What a shell without job control does for `command &`; the process inherits it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("stop_with", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_scheduler_run_as_a_process_runs_and_logs_each_job(tmp_path, stop_with):
     database = tmp_path / "scheduler.db"
     env = {
         **os.environ,
@@ -166,7 +172,12 @@ def test_scheduler_run_as_a_process_runs_and_logs_each_job(tmp_path):
     log = tmp_path / "scheduler.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [*flask, "scheduler", "run"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+            [*flask, "scheduler", "run"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_sigint_ignored,
         )
         try:
             deadline = time.monotonic() + 60
@@ -182,14 +193,17 @@ def test_scheduler_run_as_a_process_runs_and_logs_each_job(tmp_path):
             else:
                 pytest.fail(log.read_text()[-3000:])
         finally:
-            process.send_signal(signal.SIGINT)
-            # It stops once the jobs running at that moment are done; on a loaded machine their
-            # SQLite writes may wait for each other (busy_timeout 5 s). A process that does not
-            # stop is killed, so that it cannot disturb the tests after this one, and fails.
+            # It stops once the jobs running at that moment are done, even started with SIGINT
+            # ignored, and SIGTERM does not cut a job short. A process that does not stop is
+            # killed, so that it cannot disturb the tests after this one, and fails.
+            process.send_signal(stop_with)
             try:
                 process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-                pytest.fail("scheduler run did not stop on SIGINT:\n" + log.read_text()[-3000:])
+                pytest.fail(
+                    f"scheduler run did not stop on {stop_with!r}:\n{log.read_text()[-3000:]}"
+                )
     assert process.returncode == 0, log.read_text()[-3000:]
+    assert "stopping once the running jobs are done" in log.read_text()
