@@ -115,10 +115,10 @@ def _conditions(columns, scope: Scope) -> list:
     return conds
 
 
-def _no_jit(*, index_only: bool = False) -> None:
+def _no_jit() -> None:
     if db.session.get_bind().dialect.name != "postgresql":
         return
-    db.session.execute(text(_settings_sql(index_only=index_only)))
+    db.session.execute(text("SET LOCAL jit = off"))
 
 
 # Row estimates along these filters are poor and JIT then costs more than the query. The counts
@@ -128,11 +128,6 @@ def _no_jit(*, index_only: bool = False) -> None:
 # more to start (3-5 ms) than they save on these scans; a large funnel splits them over two
 # connections instead (`_Split`).
 _SETTINGS = (("jit", "off"), ("random_page_cost", "1.1"), ("max_parallel_workers_per_gather", "0"))
-
-
-def _settings_sql(*, index_only: bool) -> str:
-    settings = _SETTINGS if index_only else _SETTINGS[:1]
-    return "; ".join(f"SET LOCAL {name} = {value}" for name, value in settings)
 
 
 # --- two connections -----------------------------------------------------------------------------
@@ -715,7 +710,7 @@ def breakdown_labels(breakdown: str, values) -> dict[str, str]:
 
 def funnel(scope: Scope, breakdown: str | None = None) -> dict:
     """Returns the funnel over the scope's invites, optionally per breakdown value."""
-    split = _split_plan(scope)  # on PostgreSQL also the settings (see _settings_sql)
+    split = _split_plan(scope)  # on PostgreSQL also the settings (_SETTINGS)
     zero = [0] * len(FUNNEL_STEPS)
     group_column = BREAKDOWN_COLUMNS[breakdown] if breakdown else None
     groups, open_groups = _reached_counts(scope, group_column, split)

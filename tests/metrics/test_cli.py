@@ -11,15 +11,7 @@ from coaching.extensions import db
 from coaching.metrics import service
 from coaching.metrics.models import FunnelMilestone, PatientActiveWeek
 from tests.conftest import START
-
-
-def _rows():
-    milestones = {
-        r.invite_id: tuple(getattr(r, c.name) for c in FunnelMilestone.__table__.columns)
-        for r in db.session.execute(select(FunnelMilestone)).scalars()
-    }
-    weeks = set(db.session.execute(select(*PatientActiveWeek.__table__.columns)).all())
-    return milestones, weeks
+from tests.metrics.test_funnel_property import _snapshot
 
 
 def test_rebuild_command_recomputes_the_tables(app, make, clock):
@@ -36,7 +28,7 @@ def test_rebuild_command_recomputes_the_tables(app, make, clock):
     clock.set(START + timedelta(days=9))
     service.record_activity(patient_id=patient.id, kind="lesson_completed")
     db.session.commit()
-    before = _rows()
+    before = _snapshot()
     assert len(before[0]) == 4 and before[1]
     # The derived rows are lost (or wrong); the command brings them back from the raw events.
     db.session.execute(delete(FunnelMilestone))
@@ -50,7 +42,7 @@ def test_rebuild_command_recomputes_the_tables(app, make, clock):
     assert f"{len(before[1])} patient_active_weeks" in result.output
     assert "4/4" in result.output  # the progress bar went through every stage
     db.session.expire_all()
-    assert _rows() == before
+    assert _snapshot() == before
     if db.engine.dialect.name == "postgresql":
         pages, visible = db.session.execute(
             text("SELECT relpages, relallvisible FROM pg_class WHERE relname = 'funnel_milestones'")
