@@ -30,6 +30,7 @@
 | `MEDICAL_RECORD_RETENTION_YEARS` | `20` | how long the medical record outlives an erasure request (WGBO; 0: not kept) |
 | `ERASURE_RETAINED_TABLES` | outcome tables | tables kept as the medical record on erasure (`none`: nothing); see docs/privacy.md |
 | `METRICS_PARALLEL_MIN_ROWS` | `40000` | PostgreSQL: a dashboard funnel over about this many invites splits its scans over two connections (`-1`: never) |
+| `METRICS_REBUILD_CONNECTIONS` | `2` | PostgreSQL: `metrics rebuild` builds the new milestone table on two more connections beside the live one (`1`: in its own transaction alone) |
 | `SCHEDULER_IN_PROCESS` | `auto` | run APScheduler inside the development server (`auto`: in development only) |
 | `PORT` | `5000` | port of the development server |
 """

@@ -84,6 +84,9 @@ class Config:
         # The funnel on PostgreSQL runs half of its scans on a second connection when its scope
         # holds about this many invites (coaching/metrics/funnel.py; 0: always, -1: never).
         self.METRICS_PARALLEL_MIN_ROWS = _int("METRICS_PARALLEL_MIN_ROWS", 40000)
+        # `metrics rebuild` on PostgreSQL builds the new milestone table on two connections
+        # beside the live one (coaching/metrics/service.py; 1: in its own transaction alone).
+        self.METRICS_REBUILD_CONNECTIONS = _int("METRICS_REBUILD_CONNECTIONS", 2)
 
         # flask-smorest / OpenAPI
         self.API_TITLE = "Coaching API"

@@ -1,0 +1,308 @@
+"""`metrics rebuild` on PostgreSQL builds the new milestone table on two helper connections
+beside the live one and then puts it in its place: the rows, the key and the index names come
+out as before, an event written meanwhile waits and is kept, a failing helper only costs time,
+and the rebuild keeps to its own transaction where that is asked for or needed."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import inspect, text
+
+from coaching.enrolment.models import Invite
+from coaching.extensions import db
+from coaching.metrics import service
+from coaching.metrics.models import FunnelMilestone
+from tests.conftest import START
+from tests.metrics.test_funnel_property import _snapshot
+
+postgres_only = pytest.mark.skipif(
+    not os.environ.get("COACHING_TEST_DATABASE_URL", "").startswith("postgresql"),
+    reason="the rebuild uses helper connections on PostgreSQL only",
+)
+
+
+@pytest.fixture
+def invites(make, clock):
+    """Committed invites with steps reached (one occurrence before the previous step), and the
+    invites table analysed, so that the rebuild cuts them in two halves."""
+    therapist = make.therapist()
+    made = []
+    for n in range(8):
+        clock.set(START - timedelta(days=5) + timedelta(hours=n))
+        invite = make.invite(therapist)
+        at = clock.now()
+        for step, hours in (("invite_opened", 1), ("registered", 3 + n), ("consented", 2 * n)):
+            service.record_event(invite=invite, name=step, occurred_at=at + timedelta(hours=hours))
+        made.append(invite)
+    clock.set(START)
+    db.session.commit()
+    if db.engine.dialect.name == "postgresql":
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("ANALYZE invites"))
+    return made
+
+
+@pytest.fixture
+def connections(app):
+    """Sets METRICS_REBUILD_CONNECTIONS for one test."""
+    before = app.config["METRICS_REBUILD_CONNECTIONS"]
+
+    def set_connections(n: int) -> None:
+        app.config["METRICS_REBUILD_CONNECTIONS"] = n
+
+    yield set_connections
+    app.config["METRICS_REBUILD_CONNECTIONS"] = before
+
+
+def _table_oid() -> int:
+    return db.session.execute(text("SELECT to_regclass('funnel_milestones')::oid")).scalar()
+
+
+def _schema() -> tuple:
+    """The milestone table as the database has it: columns, key, and indexes with definitions."""
+    found = inspect(db.engine)
+    columns = [
+        (c["name"], str(c["type"]), c["nullable"])
+        for c in found.get_columns(FunnelMilestone.__tablename__)
+    ]
+    key = found.get_pk_constraint(FunnelMilestone.__tablename__)
+    indexes = db.session.execute(
+        text(
+            "SELECT indexname, regexp_replace(indexdef, '^.* USING ', '') FROM pg_indexes"
+            " WHERE tablename = 'funnel_milestones' ORDER BY indexname"
+        )
+    ).all()
+    return columns, (key["name"], key["constrained_columns"]), indexes
+
+
+def _fills(monkeypatch) -> list[tuple[str, int]]:
+    """Records which thread computed how many rows."""
+    calls = []
+    fill = service._fill_staged
+
+    def recorded(connection, statements, cut):
+        rows = fill(connection, statements, cut)
+        calls.append((threading.current_thread().name, rows))
+        return rows
+
+    monkeypatch.setattr(service, "_fill_staged", recorded)
+    return calls
+
+
+@postgres_only
+def test_the_rebuild_builds_a_new_table_on_two_connections_with_the_same_rows_and_names(
+    app, invites, monkeypatch
+):
+    expected = _snapshot()  # the rows kept up to date event by event
+    # The derived rows are lost or wrong; the rebuild brings them back from the raw events.
+    db.session.execute(
+        text("DELETE FROM funnel_milestones WHERE invite_id = :id"), {"id": invites[0].id}
+    )
+    db.session.execute(text("UPDATE funnel_milestones SET registered_ts = 0"))
+    db.session.commit()
+    before_oid, before_schema = _table_oid(), _schema()
+    db.session.rollback()
+    calls = _fills(monkeypatch)
+
+    result = app.test_cli_runner().invoke(args=["metrics", "rebuild"])
+
+    assert result.exit_code == 0, result.output
+    assert "8 funnel_milestones" in result.output and "4/4" in result.output
+    db.session.expire_all()
+    assert _snapshot() == expected
+    assert len(expected[0]) == 8
+    # A new table took the old one's place, with the same columns, key and indexes (by name).
+    assert _table_oid() != before_oid
+    assert _schema() == before_schema
+    assert (
+        db.session.execute(text("SELECT to_regclass('funnel_milestones_rebuild')")).scalar() is None
+    )
+    # Each half of the invites on its own connection, one of them in the helper thread.
+    assert sorted(name.startswith("metrics-rebuild") for name, _ in calls) == [False, True]
+    assert all(rows > 0 for _, rows in calls) and sum(rows for _, rows in calls) == 8
+    # The new table has planner statistics at once (the funnel splits its scans by them).
+    analysed = db.session.execute(
+        text("SELECT attname FROM pg_stats WHERE tablename = 'funnel_milestones'")
+    ).scalars()
+    assert {"invited_ts", "practice_id", "therapist_id"} <= set(analysed)
+
+
+@postgres_only
+def test_an_event_written_during_the_rebuild_waits_for_it_and_is_kept(app, invites, monkeypatch):
+    invite_id = invites[5].id  # (registered at 8 h, consented at 10 h: it reaches baseline)
+    written = threading.Event()
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            with app.app_context():
+                invite = db.session.get(Invite, invite_id)
+                service.record_event(
+                    invite=invite, name="baseline_completed", occurred_at=START - timedelta(days=1)
+                )
+                db.session.commit()
+                written.set()
+        except BaseException as error:  # (reported by the test below)
+            errors.append(error)
+
+    thread = threading.Thread(target=writer)
+    fill = service._fill_staged
+
+    def fill_while_an_event_waits(connection, statements, cut):
+        if not thread.is_alive() and threading.current_thread() is threading.main_thread():
+            thread.start()
+            _wait_for_a_lock_wait(connection)
+        return fill(connection, statements, cut)
+
+    monkeypatch.setattr(service, "_fill_staged", fill_while_an_event_waits)
+
+    counts = service.rebuild()
+    assert not written.is_set()  # the writer waits for the rebuild's commit
+    db.session.commit()
+    thread.join(timeout=60)
+
+    assert not thread.is_alive() and not errors and written.is_set()
+    assert counts["funnel_milestones"] == 8
+    db.session.expire_all()
+    row = db.session.get(FunnelMilestone, invite_id)
+    assert row.baseline_completed_ts is not None  # updated in the new table after the commit
+    kept = _snapshot()
+    service.rebuild()
+    assert _snapshot() == kept
+
+
+def _wait_for_a_lock_wait(connection) -> None:
+    """Returns once another backend waits for a lock (the writer, for its milestone row, which the
+    rebuild's lock on the table holds back); fails after 30 s."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        waiting = connection.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND datname = current_database()"
+            )
+        ).scalar()
+        if waiting:
+            return
+        time.sleep(0.01)
+    raise AssertionError("the event writer never waited for the rebuild's lock")
+
+
+@postgres_only
+def test_two_rebuilds_at_once_take_turns(app, invites):
+    expected = _snapshot()
+    db.session.rollback()
+    errors: list[BaseException] = []
+    started = threading.Barrier(2)
+
+    def rebuild() -> None:
+        try:
+            with app.app_context():
+                started.wait(timeout=30)
+                service.rebuild()
+                db.session.commit()
+        except BaseException as error:  # (reported by the test below)
+            errors.append(error)
+
+    threads = [threading.Thread(target=rebuild) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert not any(t.is_alive() for t in threads) and not errors
+    db.session.expire_all()
+    assert _snapshot() == expected
+    assert _schema_names() == sorted(
+        [FunnelMilestone.__table__.primary_key.name]
+        + [index.name for index in FunnelMilestone.__table__.indexes]
+    )
+
+
+def _schema_names() -> list[str]:
+    """The key and index names on the milestone table and on any table beside it."""
+    return sorted(
+        db.session.execute(
+            text("SELECT indexname FROM pg_indexes WHERE tablename LIKE 'funnel_milestones%'")
+        ).scalars()
+    )
+
+
+@postgres_only
+def test_a_failing_helper_connection_costs_only_time(app, invites, monkeypatch, caplog):
+    expected = _snapshot()
+    oid = _table_oid()
+    db.session.rollback()
+    fill = service._fill_staged
+
+    def failing(connection, statements, cut):
+        if threading.current_thread().name.startswith("metrics-rebuild"):
+            raise RuntimeError("helper connection lost")
+        return fill(connection, statements, cut)
+
+    monkeypatch.setattr(service, "_fill_staged", failing)
+
+    with caplog.at_level(logging.WARNING, logger="coaching.metrics.service"):
+        result = app.test_cli_runner().invoke(args=["metrics", "rebuild"])
+
+    assert result.exit_code == 0, result.output
+    assert "4/4" in result.output  # every stage reported once
+    assert "helper connections failed" in caplog.text and "helper connection lost" in caplog.text
+    db.session.expire_all()
+    assert _snapshot() == expected
+    assert _table_oid() == oid  # rebuilt in place, in the command's transaction
+    assert (
+        db.session.execute(text("SELECT to_regclass('funnel_milestones_rebuild')")).scalar() is None
+    )
+
+
+@postgres_only
+def test_a_table_left_by_a_crashed_rebuild_is_replaced(app, invites):
+    expected = _snapshot()
+    db.session.rollback()
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(text("CREATE TABLE funnel_milestones_rebuild (half_done int)"))
+
+    service.rebuild()
+    db.session.commit()
+
+    db.session.expire_all()
+    assert _snapshot() == expected
+    assert (
+        db.session.execute(text("SELECT to_regclass('funnel_milestones_rebuild')")).scalar() is None
+    )
+
+
+@postgres_only
+def test_the_rebuild_keeps_to_its_transaction_when_asked_or_when_it_has_written(
+    app, invites, connections
+):
+    expected = _snapshot()
+    oid = _table_oid()
+    db.session.rollback()
+    connections(1)
+    service.rebuild()
+    assert _snapshot() == expected and _table_oid() == oid
+    db.session.rollback()
+
+    connections(2)
+    service.record_event(invite=invites[2], name="baseline_completed", occurred_at=START)
+    expected = _snapshot()  # with the event this transaction wrote (helpers could not see it)
+    service.rebuild()
+    assert _snapshot() == expected and _table_oid() == oid
+    db.session.rollback()
+
+
+def test_sqlite_rebuilds_in_its_transaction(app, invites):
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite only")
+    expected = _snapshot()
+    assert not service._staged_rebuild_possible()
+    service.rebuild()
+    assert _snapshot() == expected
