@@ -443,13 +443,12 @@ def rebuild(progress=None) -> dict[str, int]:
         if progress is not None:
             progress.update(1)
 
-    milestones = None
     if _staged_rebuild_possible():
         stages = _Stages(done)
         milestones = _rebuild_milestones_staged(stages)
-        if milestones is None:  # it fell back: report only the stages it has not reported
+        if milestones is None:  # the helpers failed: report only the stages not reported yet
             milestones = _rebuild_milestones_here(stages.rest)
-    if milestones is None:
+    else:
         milestones = _rebuild_milestones_here(done)
     counts = {"funnel_milestones": milestones}
     session.execute(delete(PatientActiveWeek))
