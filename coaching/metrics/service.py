@@ -594,6 +594,32 @@ def _staged_statements(dialect) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(build), tuple(rename)
 
 
+def _privileges_sql(live: str, staged: str) -> list[str]:
+    """Returns the statements giving `staged` the owner and the table privileges that `live` has
+    (the new table is the helpers' role's, with no grants: a reporting role granted SELECT on
+    the live table would lose it)."""
+    mine, owner = db.session.execute(
+        text(
+            "SELECT pg_get_userbyid(relowner) = current_user,"
+            " quote_ident(pg_get_userbyid(relowner)) FROM pg_class WHERE oid = to_regclass(:table)"
+        ),
+        {"table": live},
+    ).one()
+    statements = [] if mine else [f"ALTER TABLE {staged} OWNER TO {owner}"]
+    grants = db.session.execute(
+        text(
+            "SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee))"
+            " END, a.privilege_type, a.is_grantable FROM pg_class c, aclexplode(c.relacl) a"
+            " WHERE c.oid = to_regclass(:table) AND a.grantee <> c.relowner"
+        ),
+        {"table": live},
+    ).all()
+    for grantee, privilege, grantable in grants:
+        option = " WITH GRANT OPTION" if grantable else ""
+        statements.append(f"GRANT {privilege} ON TABLE {staged} TO {grantee}{option}")
+    return statements
+
+
 def _invite_cut() -> str | None:
     """Returns the invite id with about half of the invites below it (None: no invites)."""
     return db.session.execute(
@@ -662,7 +688,11 @@ def _rebuild_milestones_staged(done) -> int | None:
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics-rebuild") as helper,
         ):
             mine.execute(text(f"DROP TABLE IF EXISTS {STAGING}"))
-            mine.execute(text(f"CREATE TABLE {STAGING} (LIKE {table.name})"))
+            # Column types, NOT NULLs, defaults, checks, comments and storage as the live table
+            # has them (its own indexes come later, sorted).
+            mine.execute(
+                text(f"CREATE TABLE {STAGING} (LIKE {table.name} INCLUDING ALL EXCLUDING INDEXES)")
+            )
             if cut is None:
                 rows = _fill_staged(mine, _fill_sql(None, True), None)
             else:
@@ -693,6 +723,8 @@ def _rebuild_milestones_staged(done) -> int | None:
         return None
     finally:
         engine.dispose()
+    for sql in _privileges_sql(table.name, STAGING):
+        session.execute(text(sql))
     session.execute(text(f"DROP TABLE {table.name}"))
     session.execute(text(f"ALTER TABLE {STAGING} RENAME TO {table.name}"))
     for sql in rename:

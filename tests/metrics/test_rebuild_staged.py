@@ -134,6 +134,57 @@ def test_the_rebuild_builds_a_new_table_on_two_connections_with_the_same_rows_an
 
 
 @postgres_only
+def test_the_new_table_keeps_the_live_tables_owner_and_grants(app, invites):
+    def privileges():
+        return db.session.execute(
+            text(
+                "SELECT pg_get_userbyid(c.relowner), a.grantee, a.privilege_type, a.is_grantable"
+                " FROM pg_class c, aclexplode(c.relacl) a"
+                " WHERE c.oid = to_regclass('funnel_milestones') ORDER BY 2, 3"
+            )
+        ).all()
+
+    oid = _table_oid()
+    # A reporting role may read the table (PUBLIC here: roles are the cluster's, not the test's).
+    db.session.execute(text("GRANT SELECT ON funnel_milestones TO PUBLIC"))
+    db.session.commit()
+    before = privileges()
+    assert (0, "SELECT") in {(grantee, privilege) for _, grantee, privilege, _ in before}
+
+    service.rebuild()
+    db.session.commit()
+
+    assert _table_oid() != oid
+    assert privileges() == before
+
+
+@postgres_only
+def test_the_new_table_keeps_an_owner_other_than_the_rebuilds_role(app, invites):
+    role = f"coaching_rebuild_owner_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+
+    def owner() -> str:
+        return db.session.execute(
+            text(
+                "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = 'funnel_milestones'"
+            )
+        ).scalar()
+
+    db.session.execute(text(f"DROP ROLE IF EXISTS {role}"))
+    db.session.execute(text(f"CREATE ROLE {role}"))
+    db.session.execute(text(f"ALTER TABLE funnel_milestones OWNER TO {role}"))
+    db.session.commit()
+    try:
+        service.rebuild()  # (as the tests' superuser, who may drop another role's table)
+        db.session.commit()
+        assert owner() == role
+    finally:
+        db.session.rollback()
+        db.session.execute(text("ALTER TABLE funnel_milestones OWNER TO current_user"))
+        db.session.execute(text(f"DROP ROLE {role}"))
+        db.session.commit()
+
+
+@postgres_only
 def test_an_event_written_during_the_rebuild_waits_for_it_and_is_kept(app, invites, monkeypatch):
     invite_id = invites[5].id  # (registered at 8 h, consented at 10 h: it reaches baseline)
     written = threading.Event()
