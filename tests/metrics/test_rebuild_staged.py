@@ -48,18 +48,6 @@ def invites(make, clock):
     return made
 
 
-@pytest.fixture
-def connections(app):
-    """Sets METRICS_REBUILD_CONNECTIONS for one test."""
-    before = app.config["METRICS_REBUILD_CONNECTIONS"]
-
-    def set_connections(n: int) -> None:
-        app.config["METRICS_REBUILD_CONNECTIONS"] = n
-
-    yield set_connections
-    app.config["METRICS_REBUILD_CONNECTIONS"] = before
-
-
 def _table_oid() -> int:
     return db.session.execute(text("SELECT to_regclass('funnel_milestones')::oid")).scalar()
 
@@ -332,17 +320,17 @@ def test_a_table_left_by_a_crashed_rebuild_is_replaced(app, invites):
 
 @postgres_only
 def test_the_rebuild_keeps_to_its_transaction_when_asked_or_when_it_has_written(
-    app, invites, connections
+    app, invites, monkeypatch
 ):
     expected = _snapshot()
     oid = _table_oid()
     db.session.rollback()
-    connections(1)
+    monkeypatch.setitem(app.config, "METRICS_REBUILD_CONNECTIONS", 1)
     service.rebuild()
     assert _snapshot() == expected and _table_oid() == oid
     db.session.rollback()
 
-    connections(2)
+    monkeypatch.setitem(app.config, "METRICS_REBUILD_CONNECTIONS", 2)
     service.record_event(invite=invites[2], name="baseline_completed", occurred_at=START)
     expected = _snapshot()  # with the event this transaction wrote (helpers could not see it)
     service.rebuild()
