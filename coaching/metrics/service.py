@@ -496,6 +496,8 @@ def _rebuild_milestones_here(done) -> int:
         # (and nobody sees the table without its key in between).
         session.execute(text("TRUNCATE funnel_milestones"))
         session.execute(text(f"ALTER TABLE {table.name} DROP CONSTRAINT {table.primary_key.name}"))
+    else:
+        _begin_sqlite_transaction(bind)
     indexes = list(table.indexes)
     for index in indexes:
         index.drop(bind)
@@ -525,6 +527,15 @@ def _rebuild_milestones_here(done) -> int:
         index.create(bind)
     done()
     return rows
+
+
+def _begin_sqlite_transaction(bind) -> None:
+    """Opens SQLite's transaction before the rebuild's first DROP INDEX. Python's sqlite3 module
+    begins one implicitly only before an INSERT, UPDATE or DELETE, so the drops would otherwise
+    each commit at once: a rebuild failing afterwards would leave the table without its indexes
+    (and readers would see it so in between)."""
+    if not bind.connection.dbapi_connection.in_transaction:
+        bind.exec_driver_sql("BEGIN")
 
 
 def _primary_key_sql(table: str, name: str) -> str:

@@ -1,7 +1,8 @@
 """`metrics rebuild` on PostgreSQL builds the new milestone table on two helper connections
 beside the live one and then puts it in its place: the rows, the key and the index names come
 out as before, an event written meanwhile waits and is kept, a failing helper only costs time,
-and the rebuild keeps to its own transaction where that is asked for or needed."""
+and the rebuild keeps to its own transaction where that is asked for or needed (where a failure
+rolls back its index drops too)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import DBAPIError
 
 from coaching.enrolment.models import Invite
 from coaching.extensions import db
@@ -344,4 +346,27 @@ def test_sqlite_rebuilds_in_its_transaction(app, invites):
     expected = _snapshot()
     assert not service._staged_rebuild_possible()
     service.rebuild()
+    assert _snapshot() == expected
+
+
+def test_a_failing_rebuild_leaves_the_table_and_its_indexes(app, invites, monkeypatch):
+    """The rebuild in one transaction drops the indexes first; on either database those drops
+    are part of the transaction, so a failure after them (here the insert) rolls back to the
+    old rows with every index."""
+    monkeypatch.setitem(app.config, "METRICS_REBUILD_CONNECTIONS", 1)
+    expected = _snapshot()
+    indexes = {index.name for index in FunnelMilestone.__table__.indexes}
+
+    def present() -> set[str]:
+        found = inspect(db.engine).get_indexes(FunnelMilestone.__tablename__)
+        return {index["name"] for index in found}
+
+    assert present() == indexes
+    monkeypatch.setattr(
+        service, "_milestone_rebuild_sql", lambda *a, **k: "SELECT no_such_column FROM invites"
+    )
+    with pytest.raises(DBAPIError):
+        service.rebuild()
+    db.session.rollback()
+    assert present() == indexes
     assert _snapshot() == expected
