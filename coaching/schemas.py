@@ -76,5 +76,15 @@ def one_of(choices, *, required: bool = False, **kwargs) -> fields.String:
     return fields.String(required=required, validate=validate.OneOf(choices), **kwargs)
 
 
+class StrictBoolean(fields.Boolean):
+    """A JSON true or false only. marshmallow's Boolean takes "yes", "on" or 1 as true, and even
+    with `truthy={True}` it takes 1 and 1.0 (which equal True in Python)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
 # The contract's error body, as flask-smorest documents it.
 ErrorSchema = SmorestErrorSchema

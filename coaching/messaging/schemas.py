@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from coaching.messaging.models import CYCLE_PHASES, CYCLE_STATUSES, KINDS, VIDEO_TYPES
-from coaching.schemas import BaseSchema, UTCDateTime, one_of
+from coaching.schemas import BaseSchema, StrictBoolean, UTCDateTime, one_of
 from coaching.schemas import text as bounded_text
 
 ID_LENGTH = 36
@@ -165,7 +165,7 @@ class VideoConsentSchema(BaseSchema):
 
 
 class VideoConsentWithdrawSchema(BaseSchema):
-    confirm = fields.Boolean(
+    confirm = StrictBoolean(
         required=True,
         metadata={"description": "Must be true: every stored video is deleted"},
     )

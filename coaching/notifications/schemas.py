@@ -8,7 +8,7 @@ from datetime import time
 from marshmallow import ValidationError, fields
 
 from coaching.notifications.models import PLATFORMS
-from coaching.schemas import BaseSchema, UTCDateTime, one_of, text
+from coaching.schemas import BaseSchema, StrictBoolean, UTCDateTime, one_of, text
 
 _HH_MM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
@@ -27,8 +27,7 @@ class TimeOfDay(fields.Field):
 
 
 def _flag():
-    # Strict: only JSON true/false, not "yes" or 1.
-    return fields.Boolean(truthy={True}, falsy={False})
+    return StrictBoolean()
 
 
 class DeviceCreateSchema(BaseSchema):

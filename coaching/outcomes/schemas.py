@@ -8,7 +8,7 @@ from marshmallow import ValidationError, fields, validate, validates
 
 from coaching.outcomes.definitions import LOCALES
 from coaching.outcomes.schedule import STATUSES, TIMEPOINTS
-from coaching.schemas import BaseSchema, UTCDateTime, one_of, text
+from coaching.schemas import BaseSchema, StrictBoolean, UTCDateTime, one_of, text
 
 MAX_ANSWERS = 40
 
@@ -140,10 +140,8 @@ class OutcomesSchema(BaseSchema):
 
 class CheckInCreateSchema(BaseSchema):
     back_pain = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=10))
-    did_committed_action = fields.Boolean(
+    did_committed_action = StrictBoolean(
         allow_none=True,
-        truthy={True},
-        falsy={False},
         metadata={"description": "Whether this week's committed action was done; null: none set"},
     )
 

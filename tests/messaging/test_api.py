@@ -284,6 +284,8 @@ def test_bad_query_and_consent_bodies_are_422(client, world, chat):
     for body, field in (
         ({}, "confirm"),
         ({"confirm": "maybe"}, "confirm"),
+        ({"confirm": "yes"}, "confirm"),  # every video would go: JSON true only
+        ({"confirm": 1}, "confirm"),
         ({"confirm": False}, "confirm"),
     ):
         response = client.delete(f"{API}/me/consent/video", json=body, headers=world.h["patient"])

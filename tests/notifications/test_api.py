@@ -206,6 +206,8 @@ def test_reminder_settings_default_then_change(client, world):
         ({"quiet_hours": {"start": "22:00", "end": "8am"}}, "quiet_hours.end"),
         ({"categories": {"marketing": False}}, "categories.marketing"),
         ({"categories": {"lesson": "no"}}, "categories.lesson"),
+        ({"categories": {"lesson": 1}}, "categories.lesson"),
+        ({"categories": {"message": 0}}, "categories.message"),
         ({"pause_until": "next week"}, "pause_until"),
         ({"timezone": "Mars/Olympus"}, "timezone"),
         ({"timezone": "x" * 65}, "timezone"),
