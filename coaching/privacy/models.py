@@ -4,19 +4,31 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from coaching.db import Base, UTCDateTime, id_column
 
 EXPORT_STATUSES = ("pending", "running", "ready", "failed", "expired")
+OPEN_EXPORT = text("status IN ('pending', 'running')")
 
 
 class DataExport(Base):
     """A patient's request for a copy of their data; a job builds the ZIP in the media store."""
 
     __tablename__ = "data_exports"
-    __table_args__ = (Index("ix_data_exports_status_due_at", "status", "due_at"),)
+    __table_args__ = (
+        Index("ix_data_exports_status_due_at", "status", "due_at"),
+        # At most one open request per patient: two simultaneous POSTs cannot both insert one
+        # (the loser answers the winner's export).
+        Index(
+            "uq_data_exports_open_patient_id",
+            "patient_id",
+            unique=True,
+            postgresql_where=OPEN_EXPORT,
+            sqlite_where=OPEN_EXPORT,
+        ),
+    )
 
     id: Mapped[str] = id_column()
     patient_id: Mapped[str] = mapped_column(
