@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from marshmallow import Schema, fields, validate
 
 from coaching.enrolment.models import CHANNELS, REFERRAL_SOURCES
@@ -10,10 +12,18 @@ from coaching.metrics.models import FUNNEL_STEPS
 from coaching.outcomes.schedule import FOLLOW_UPS
 from coaching.schemas import BaseSchema, one_of, text
 
+# The reports turn `to` into the start of the next day, which 9999-12-31 does not have; nothing
+# in the programme predates 2000.
+DATE_RANGE = validate.Range(min=date(2000, 1, 1), max=date(9998, 12, 31))
+
 
 class _ScopeArgs(BaseSchema):
-    date_from = fields.Date(data_key="from", metadata={"description": "first day, inclusive"})
-    date_to = fields.Date(data_key="to", metadata={"description": "last day, inclusive"})
+    date_from = fields.Date(
+        data_key="from", validate=DATE_RANGE, metadata={"description": "first day, inclusive"}
+    )
+    date_to = fields.Date(
+        data_key="to", validate=DATE_RANGE, metadata={"description": "last day, inclusive"}
+    )
     practice_id = text(36)
     therapist_id = text(36)
 

@@ -56,6 +56,25 @@ def test_bad_input(client, world, url):
     assert_error(client.get(f"{url}{sep}practice_id={'x' * 37}", headers=h), 422, "practice_id")
 
 
+@pytest.mark.parametrize("url", ENDPOINTS)
+@pytest.mark.parametrize(
+    "query",
+    ["to=9999-12-31", "from=9999-12-31", "from=1999-12-31", "to=0001-01-01"],
+)
+def test_dates_outside_the_programme_are_refused(client, world, url, query):
+    sep = "&" if "?" in url else "?"
+    name = query.split("=")[0]
+    assert_error(client.get(f"{url}{sep}{query}", headers=world.h["owner"]), 422, name)
+    assert_error(client.get(f"{url}{sep}{query}", headers=world.h["therapist"]), 422, name)
+
+
+@pytest.mark.parametrize("url", ENDPOINTS)
+def test_dates_at_the_ends_of_the_range_are_answered(client, world, url):
+    sep = "&" if "?" in url else "?"
+    r = client.get(f"{url}{sep}from=2000-01-01&to=9998-12-31", headers=world.h["owner"])
+    assert r.status_code == 200, r.get_data(as_text=True)
+
+
 @pytest.mark.parametrize("url", ["/api/v1/metrics/funnel", "/api/v1/metrics/funnel.csv"])
 def test_funnel_bad_input(client, world, url):
     h = world.h["owner"]
