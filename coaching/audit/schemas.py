@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from marshmallow import ValidationError, fields, validates_schema
 
 from coaching.schemas import BaseSchema, UTCDateTime
@@ -39,5 +41,16 @@ class AuditQueryArgsSchema(BaseSchema):
         for key in ("from_", "to"):
             if key in data and data[key].tzinfo is None:
                 raise ValidationError("Give a time zone (e.g. Z).", key.rstrip("_"))
+            if key in data:
+                # 9999-12-31T23:59:59-12:00 is a valid time that UTC cannot write (the database
+                # stores UTC), nor 0001-01-01T00:00:00+01:00.
+                try:
+                    data[key].astimezone(UTC)
+                except OverflowError:
+                    raise ValidationError(
+                        f"Must be between {datetime.min.isoformat()}Z and"
+                        f" {datetime.max.replace(microsecond=0).isoformat()}Z.",
+                        key.rstrip("_"),
+                    ) from None
         if "from_" in data and "to" in data and data["from_"] > data["to"]:
             raise ValidationError("Must not be after 'to'.", "from")

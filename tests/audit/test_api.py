@@ -73,3 +73,14 @@ def test_audit_rows_cannot_be_changed_through_the_service(client, world):
     for method in ("put", "patch", "delete"):
         r = getattr(client, method)("/api/v1/audit", headers=world.h["owner"])
         assert r.status_code == 405
+
+
+def test_audit_times_outside_what_utc_can_write_are_refused(client, world):
+    h = world.h["owner"]
+    r = client.get("/api/v1/audit?to=9999-12-31T23:59:59-12:00", headers=h)
+    assert_error(r, 422, "to")
+    r = client.get("/api/v1/audit?from=0001-01-01T00:00:00%2B01:00", headers=h)
+    assert_error(r, 422, "from")
+    # The last instant UTC can write is still a valid bound.
+    r = client.get("/api/v1/audit?from=0001-01-01T00:00:00Z&to=9999-12-31T23:59:59Z", headers=h)
+    assert r.status_code == 200, r.get_json()
