@@ -247,14 +247,27 @@ class PatientCheckIns(MethodView):
 
 @blp.route("/alerts")
 class Alerts(MethodView):
+    @transaction()
     @auth_required("therapist")
     @blp.arguments(schemas.AlertQueryArgsSchema, location="query")
     @blp.response(200, schemas.AlertSchema(many=True))
     @blp.paginate()
     def get(self, args, pagination_parameters):
         """List alerts about the therapist's own patients (open by default), newest first"""
-        stmt = service.alerts_query(therapist=current_account(), status=args["status"])
-        return [service.alert_view(a) for a in paginate_select(stmt, pagination_parameters)]
+        therapist = current_account()
+        stmt = service.alerts_query(therapist=therapist, status=args["status"])
+        alerts = paginate_select(stmt, pagination_parameters)
+        # Each alert shows a patient's scores: an audited read of that patient's data, as the
+        # per-patient list is.
+        for alert in alerts:
+            audit.record(
+                actor=therapist,
+                patient_id=alert.patient_id,
+                action="read",
+                resource_type="outcome_alerts",
+                resource_id=alert.id,
+            )
+        return [service.alert_view(a) for a in alerts]
 
 
 @blp.route("/patients/<string:patient_id>/alerts")

@@ -488,7 +488,9 @@ def _point(score_def, timepoint, submitted_at, value, baseline) -> dict:
     if numeric and baseline is not None and timepoint != "baseline" and value is not None:
         point["change"] = value - baseline
         if baseline:
-            point["relative_change_percent"] = 100 * (value - baseline) / baseline
+            # Relative to the baseline's size: an EQ-5D index can start below 0 (-0.446 for
+            # 55555), and dividing by it would turn an improvement into a negative change.
+            point["relative_change_percent"] = 100 * (value - baseline) / abs(baseline)
         point["mic_absolute_reached"], point["mic_relative_reached"] = mic_reached(
             score_def, baseline, value
         )
@@ -909,7 +911,13 @@ def decision_aid(patient: Account, locale: str) -> dict:
                 entry.update(
                     patients=len(pairs),
                     share_mic_absolute=sum(1 for a, _ in reached if a) / len(pairs),
-                    share_mic_relative=(sum(relative) / len(relative)) if relative else None,
+                    # Only pairs with a baseline above 0 have a relative change: the share
+                    # is suppressed when they are fewer than the group minimum themselves.
+                    share_mic_relative=(
+                        sum(relative) / len(relative)
+                        if len(relative) >= DECISION_AID_MIN_GROUP
+                        else None
+                    ),
                     median_change=statistics.median(v - b for b, v in pairs),
                 )
             outcomes.append(entry)

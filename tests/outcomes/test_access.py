@@ -117,6 +117,17 @@ def _open_alert(world, make, submit, client):
     return alerts[0]["id"]
 
 
+def test_the_alert_list_is_an_audited_read(world, client, make, submit):
+    alert_id = _open_alert(world, make, submit, client)  # lists the alerts once
+    entries = db.session.execute(select(AuditEntry)).scalars().all()
+    assert [
+        (e.actor_id, e.patient_id, e.action, e.resource_type, e.resource_id) for e in entries
+    ] == [(world.therapist.id, world.patient.id, "read", "outcome_alerts", alert_id)]
+    # A colleague's empty list shows nobody's data.
+    assert client.get(API + "/alerts", headers=world.h["colleague"]).get_json() == []
+    assert len(db.session.execute(select(AuditEntry)).scalars().all()) == 1
+
+
 def test_alert_list_and_acknowledge(world, client, make, submit):
     alert_id = _open_alert(world, make, submit, client)
     assert_error(client.get(API + "/alerts"), 401)

@@ -429,3 +429,22 @@ def test_relative_and_absolute_criteria_are_reported_separately(world, clock, ma
     )
     assert theirs["change"] == -10.0
     assert (theirs["mic_absolute_reached"], theirs["mic_relative_reached"]) == (True, False)
+
+
+def test_relative_change_from_a_negative_baseline_keeps_the_direction(
+    world, client, clock, make, submit
+):
+    """The EQ-5D-5L index can start below 0 (55555 is -0.446): going up to 1.0 is a change of
+    +1.446, and relative to the baseline's size +324 %, not -324 %."""
+    dims = ["mobility", "self_care", "usual_activities", "pain_discomfort", "anxiety_depression"]
+    assert (
+        submit(world.h["patient"], "eq5d5l", dict.fromkeys(dims, 5) | {"vas": 10}).status_code
+        == 201
+    )
+    clock.set(MONTH3)
+    h = make.headers(world.patient)
+    assert submit(h, "eq5d5l", dict.fromkeys(dims, 1) | {"vas": 90}).status_code == 201
+    index = _score(client.get("/api/v1/me/outcomes", headers=h).get_json(), "eq5d5l", "index")
+    assert index["baseline"] == -0.446 and index["latest"] == 1.0
+    assert index["change"] == pytest.approx(1.446)
+    assert index["relative_change_percent"] == pytest.approx(100 * 1.446 / 0.446)

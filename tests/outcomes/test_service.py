@@ -323,6 +323,25 @@ def test_decision_aid_compares_with_the_same_risk_group_and_odi_band(world, clie
     assert theirs == aid
 
 
+def test_a_relative_share_of_too_few_patients_is_not_shown(world, client, make, submit):
+    """Only pairs with a baseline above 0 have a relative change: with ten comparable patients
+    of whom two had back pain at baseline, the share of relative change would describe two."""
+    submit.baseline(world.h["patient"])
+    for i in range(10):
+        pain = 6 if i < 2 else 0
+        _history(make, world.therapist, odi_base=15, odi_m3=10, pain_base=pain, pain_m3=pain // 2)
+    comparison = client.get(API + "/me/decision-aid", headers=world.h["patient"]).get_json()[
+        "comparison"
+    ]
+    by = {(o["score"], o["timepoint"]): o for o in comparison["outcomes"]}
+    pain_m3 = by[("back_pain", "month3")]
+    assert (pain_m3["shown"], pain_m3["patients"]) == (True, 10)
+    assert pain_m3["share_mic_absolute"] == 0.2  # the two whose pain went from 6 to 3
+    assert pain_m3["share_mic_relative"] is None
+    # ODI 30 → 20 % in all ten (a third better): their relative share is shown.
+    assert by[("odi_percent", "month3")]["share_mic_relative"] == 1.0
+
+
 def test_small_groups_are_not_shown(world, client, make, submit):
     submit.baseline(world.h["patient"])
     for i in range(9):
