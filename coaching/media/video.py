@@ -118,8 +118,9 @@ def inspect_video(
             raise VideoRejected("truncated", "no video packets")
         if declared is not None and end < declared * TRUNCATION_SLACK - 0.5:
             raise VideoRejected("truncated", f"packets end at {end:.1f} of {declared:.1f} s")
-        # Recordings from browsers often carry no duration at all: the packets tell.
-        duration = declared if declared is not None else end
+        # Recordings from browsers often carry no duration at all, and a header can be edited
+        # to understate the length: the packets tell, and the longer of the two counts.
+        duration = max(declared or 0.0, end)
         if duration > max_duration_s:
             raise VideoRejected("too_long", f"{duration:.1f} s")
         codec = stream.codec_context.name

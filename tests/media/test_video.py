@@ -3,9 +3,13 @@ thumbnail; junk, cut-off, sound-only, too long and mislabelled files are refused
 
 from __future__ import annotations
 
+import struct
+from pathlib import Path
+
 import pytest
 from PIL import Image
 
+from coaching.media.samples import write_video
 from coaching.media.video import VideoRejected, inspect_video
 
 
@@ -90,6 +94,34 @@ def test_a_video_over_the_maximum_duration_is_refused(sample_videos, tmp_path):
     assert caught.value.code == "too_long"
     info = inspect_video(
         path, content_type=content_type, max_duration_s=300, thumbnail_path=tmp_path / "t.jpg"
+    )
+    assert info.duration_s == pytest.approx(8.0, abs=0.3)
+
+
+def _understate_length(source: Path, target: Path, factor: int) -> Path:
+    """Write a copy whose MP4 headers (movie, media and track) claim a fraction of the length."""
+    data = bytearray(source.read_bytes())
+    # Offsets of the 32-bit duration after each box's type (version 0 boxes, as PyAV writes).
+    for box, offset in ((b"mvhd", 16), (b"mdhd", 16), (b"tkhd", 20)):
+        at = data.find(box) + 4 + offset
+        (old,) = struct.unpack(">I", data[at : at + 4])
+        data[at : at + 4] = struct.pack(">I", max(1, old // factor))
+    target.write_bytes(bytes(data))
+    return target
+
+
+def test_a_header_that_understates_the_length_does_not_beat_the_limit(tmp_path):
+    lying = _understate_length(
+        write_video(tmp_path / "long.mp4", seconds=8, fps=5), tmp_path / "lying.mp4", 8
+    )
+    with pytest.raises(VideoRejected) as caught:
+        inspect_video(
+            lying, content_type="video/mp4", max_duration_s=5, thumbnail_path=tmp_path / "t.jpg"
+        )
+    assert caught.value.code == "too_long"
+    # Under a higher limit the packets' length is the one recorded, not the header's.
+    info = inspect_video(
+        lying, content_type="video/mp4", max_duration_s=300, thumbnail_path=tmp_path / "t.jpg"
     )
     assert info.duration_s == pytest.approx(8.0, abs=0.3)
 
