@@ -1,5 +1,9 @@
 """Idempotency keys on creating POSTs: the same key from the same caller within 24 h answers the
-first response again and creates nothing new (mobile networks retry)."""
+first response again and creates nothing new (mobile networks retry).
+
+A stored answer is personal data (a message to a patient, in full): `purge_expired` deletes the
+records once their window has passed, and erasure deletes those about the patient at once.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import json
 from datetime import datetime, timedelta
 
 from flask import Response, g, request
-from sqlalchemy import Integer, String, Text, UniqueConstraint, select
+from sqlalchemy import Integer, String, Text, UniqueConstraint, delete, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from coaching import clock
@@ -17,6 +21,7 @@ from coaching.errors import Conflict, Unauthorized, ValidationFailed
 from coaching.extensions import db
 
 WINDOW = timedelta(hours=24)
+PURGE_BATCH = 1000
 HEADER = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
 
@@ -122,3 +127,34 @@ def remember(response: Response, *, keep_body: bool = True) -> None:
         )
     )
     db.session.flush()
+
+
+def purge_expired(now: datetime, *, batch: int = PURGE_BATCH) -> int:
+    """Delete the records whose window has passed, a batch per transaction; returns how many.
+
+    `lookup` no longer answers them and `remember` would replace them: kept, they would only be
+    the answers' personal data held without a purpose. Safe in several processes at once.
+    """
+    cutoff = now - WINDOW
+    deleted = 0
+    while True:
+        ids = (
+            db.session.execute(
+                select(IdempotencyRecord.id)
+                .where(IdempotencyRecord.created_at <= cutoff)
+                .order_by(IdempotencyRecord.created_at)
+                .limit(batch)
+            )
+            .scalars()
+            .all()
+        )
+        if ids:
+            result = db.session.execute(
+                delete(IdempotencyRecord).where(
+                    IdempotencyRecord.id.in_(ids), IdempotencyRecord.created_at <= cutoff
+                )
+            )
+            deleted += result.rowcount
+        db.session.commit()
+        if len(ids) < batch:
+            return deleted

@@ -19,9 +19,11 @@ the patient's identity, so that the funnel keeps counting them.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from uuid import UUID
 
 from sqlalchemy import Table, select
 
@@ -51,6 +53,8 @@ NO_MEDIA_IN_EXPORT = frozenset({"data_exports"})
 
 ACCOUNT_COLUMNS = frozenset({"patient_id", "account_id", "recipient_id"})
 CHUNK = 500
+# An id as `new_id` makes it (and PostgreSQL's native uuids print).
+UUID_PATTERN = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 
 
 @dataclass(frozen=True)
@@ -211,11 +215,30 @@ def collect(patient_id: str) -> Collected:
 
 
 def _add_idempotency_records(found: Collected) -> None:
-    # Stored answers of creating POSTs are scoped by the account, not linked to it.
+    # Stored answers of creating POSTs are scoped by the caller's account, not linked to it: the
+    # patient's own are found by their scope; an answer to staff (a therapist's message to the
+    # patient, their appointment) by any id of the patient's rows in its body. Ids are random
+    # UUIDs, so one in a body can only be that row's; a row deleted since (and so not found here)
+    # leaves its answer to the idempotency purge, at most a window later.
     table = db.metadata.tables.get("idempotency_records")
     if table is None:
         return
-    result = db.session.execute(select(table).where(table.c.scope == f"account:{found.patient_id}"))
+    # Only the rows' own ids: a column pointing elsewhere (the therapist as a message's sender)
+    # would match every answer to that therapist.
+    keys = [key for rows in found.rows.values() for key in rows]
+    keys += [key for mentioned in found.mentions.values() for key in mentioned]
+    ids = {found.patient_id.lower()}
+    ids.update(
+        str(value).lower()
+        for key in keys
+        for value in key
+        if isinstance(value, str | UUID) and UUID_PATTERN.fullmatch(str(value))
+    )
+    scope = f"account:{found.patient_id}"
+    result = db.session.execute(select(table).execution_options(yield_per=CHUNK))
     for row in result.mappings():
-        row = dict(row)
-        found.rows[table.name][primary_key(table, row)] = row
+        if row["scope"] == scope or not ids.isdisjoint(
+            value.lower() for value in UUID_PATTERN.findall(row["body"] or "")
+        ):
+            row = dict(row)
+            found.rows[table.name][primary_key(table, row)] = row

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from coaching import idempotency
 from coaching.privacy.service import expire_exports, purge_expired_retention, run_pending_exports
 from coaching.scheduling import Job
 
@@ -12,4 +13,6 @@ JOBS = [
     Job(name="privacy.expire_exports", func=expire_exports, every_seconds=600),
     # Medical records kept after an erasure are erased when their retention period ends.
     Job(name="privacy.purge_retained", func=purge_expired_retention, every_seconds=3600),
+    # Stored idempotent answers (a message in full) are deleted once their 24 h have passed.
+    Job(name="privacy.purge_idempotency", func=idempotency.purge_expired, every_seconds=3600),
 ]
