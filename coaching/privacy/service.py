@@ -26,6 +26,7 @@ from pathlib import Path
 
 from flask import current_app
 from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from coaching import clock
 from coaching.accounts.models import Account
@@ -63,21 +64,33 @@ EXTENSIONS = {
 # --- export ---------------------------------------------------------------------------------
 
 
-def request_export(*, patient: Account) -> tuple[DataExport, bool]:
-    """Returns the patient's export in preparation, or a new one; and whether it is new."""
-    now = clock.now()
-    running = db.session.execute(
+def _open_export(patient_id: str) -> DataExport | None:
+    return db.session.execute(
         select(DataExport).where(
-            DataExport.patient_id == patient.id, DataExport.status.in_(("pending", "running"))
+            DataExport.patient_id == patient_id, DataExport.status.in_(("pending", "running"))
         )
     ).scalar_one_or_none()
+
+
+def request_export(*, patient: Account) -> tuple[DataExport, bool]:
+    """Returns the patient's export in preparation, or a new one; and whether it is new."""
+    running = _open_export(patient.id)
     if running is not None:
         return running, False
+    now = clock.now()
     export = DataExport(
         patient_id=patient.id, status="pending", requested_at=now, due_at=now, attempts=0
     )
-    db.session.add(export)
-    db.session.flush()
+    try:
+        with db.session.begin_nested():
+            db.session.add(export)
+    except IntegrityError:
+        # A simultaneous request inserted one since the look-up (the unique index on open
+        # exports, uq_data_exports_open_patient_id): that one is the answer to both.
+        running = _open_export(patient.id)
+        if running is None:
+            raise
+        return running, False
     return export, True
 
 
@@ -198,23 +211,60 @@ def _write_zip(path: Path, document: dict, files: list[tuple[str, str]]) -> None
 
 
 def build_export(export: DataExport) -> None:
-    """Build the ZIP of one export and put it in the media store (the export becomes ready)."""
+    """Build the ZIP of one export and put it in the media store (the export becomes ready).
+
+    The ZIP's key is committed on the row before the ZIP is written, so that no stored copy is
+    ever unknown: an erasure meanwhile deletes the row and queues its key, a worker that dies
+    leaves it to the next attempt, and any failure here queues it at once (a row erased after
+    the key was committed, and before the ZIP was written, is found so too).
+    """
+    from coaching.media.service import schedule_deletion
+
+    export_id = export.id
     found = collector.collect(export.patient_id)
     document, files = build_document(found)
     key = new_key()
-    with tempfile.TemporaryDirectory(prefix="coaching-export-") as folder:
-        path = Path(folder) / "export.zip"
-        _write_zip(path, document, files)
-        size = path.stat().st_size
-        get_storage().save_file(key=key, path=path, content_type=ZIP_CONTENT_TYPE)
-    now = clock.now()
-    export.media_key = key
-    export.size_bytes = size
-    export.status = "ready"
-    export.completed_at = now
-    export.expires_at = now + timedelta(hours=int(current_app.config["EXPORT_TTL_HOURS"]))
-    export.failure_reason = None
-    db.session.flush()
+    try:
+        # An earlier attempt's ZIP (its worker died after storing it) goes.
+        schedule_deletion(key=export.media_key, reason="export_abandoned")
+        export.media_key = key
+        db.session.commit()
+        with tempfile.TemporaryDirectory(prefix="coaching-export-") as folder:
+            path = Path(folder) / "export.zip"
+            _write_zip(path, document, files)
+            size = path.stat().st_size
+            get_storage().save_file(key=key, path=path, content_type=ZIP_CONTENT_TYPE)
+        now = clock.now()
+        export.size_bytes = size
+        export.status = "ready"
+        export.completed_at = now
+        export.expires_at = now + timedelta(hours=int(current_app.config["EXPORT_TTL_HOURS"]))
+        export.failure_reason = None
+        # Fails (StaleDataError) if the row was erased meanwhile; otherwise the row is locked
+        # until the caller commits, so an erasure after that sees the key on a ready export.
+        db.session.flush()
+    except BaseException:
+        db.session.rollback()
+        _let_go(export_id, key)
+        raise
+
+
+def _let_go(export_id: str, key: str) -> None:
+    # In a transaction of its own, as the failed one is gone: the ZIP (if it was stored) is
+    # queued for deletion and the row, if it still exists, no longer points at it.
+    from coaching.media.service import schedule_deletion
+
+    try:
+        schedule_deletion(key=key, reason="export_failed")
+        db.session.execute(
+            update(DataExport)
+            .where(DataExport.id == export_id, DataExport.media_key == key)
+            .values(media_key=None)
+        )
+        db.session.commit()
+    except Exception:  # the first failure is the one to report; the key stays on the row
+        db.session.rollback()
+        log.exception("export %s: could not queue the deletion of its ZIP", export_id)
 
 
 def _claim_export(now: datetime) -> str | None:
@@ -245,6 +295,8 @@ def run_pending_exports(now: datetime, *, limit: int = 10) -> int:
     A worker that dies leaves its row `running` until the lease ends, then another takes it. A
     failure is retried later, and after three attempts the export is marked failed.
     """
+    from coaching.media.service import schedule_deletion
+
     done = 0
     for _ in range(limit):
         export_id = _claim_export(now)
@@ -261,6 +313,9 @@ def run_pending_exports(now: datetime, *, limit: int = 10) -> int:
             export = db.session.get(DataExport, export_id)
             if export is None:
                 continue
+            # A dead worker's ZIP, if this attempt failed before taking its place.
+            schedule_deletion(key=export.media_key, reason="export_failed")
+            export.media_key = None
             if export.attempts >= EXPORT_MAX_ATTEMPTS:
                 export.status = "failed"
             else:
@@ -401,9 +456,11 @@ def _erase(found: collector.Collected, *, retained: set[str], reason: str) -> di
     return counts
 
 
-def _close_account(patient_id: str) -> None:
+def _close_account(patient_id: str, now: datetime) -> None:
     # The closed account keeps only what identifies the retained record to the practice: the
-    # name and the therapist. It cannot sign in (no valid hash, no e-mail address).
+    # name, the therapist and the practice. It cannot sign in (no valid hash, no e-mail
+    # address). The other columns cannot be empty: they get the defaults (locale, timezone) and
+    # the time the account was closed (`created_at`: when the patient joined goes too).
     db.session.execute(
         update(Account)
         .where(Account.id == patient_id)
@@ -412,6 +469,9 @@ def _close_account(patient_id: str) -> None:
             password_hash="!erased",
             is_active=False,
             last_login_at=None,
+            locale=Account.__table__.c.locale.default.arg,
+            timezone=Account.__table__.c.timezone.default.arg,
+            created_at=now,
         )
     )
 
@@ -445,7 +505,7 @@ def erase_patient(
     db.session.expunge_all()
     counts = _erase(found, retained=retained, reason="erasure")
     if retained:
-        _close_account(patient_id)
+        _close_account(patient_id, now)
         counts["accounts.closed"] = 1
     else:
         _delete_rows(collector.ROOT_TABLE, [(patient_id,)])
