@@ -97,7 +97,10 @@ class Outcomes(MethodView):
     def get(self, args):
         """Outcome benchmark per practice (groups under 5 patients suppressed)"""
         timepoint = args.pop("timepoint")
-        return reports.outcomes(_scope(args), timepoint, current_account().locale)
+        caller = current_account()
+        return reports.outcomes(
+            _scope(args), timepoint, caller.locale, whole_groups_only=caller.role != "therapist"
+        )
 
 
 @blp.route("/metrics/coaching")

@@ -142,15 +142,54 @@ def _scope_sql(scope: Scope, *, practice: str, therapist: str) -> tuple[list[str
     return where, params
 
 
-def outcomes(scope: Scope, timepoint: str = "month3", locale: str = "en") -> dict:
+def outcomes(
+    scope: Scope, timepoint: str = "month3", locale: str = "en", *, whole_groups_only: bool = True
+) -> dict:
     """Returns the outcome benchmark per practice: patients with a baseline and the follow-up,
     and per score the mean baseline, follow-up and change and the share reaching the minimal
     important change (absolute and relative separately). Groups under 5 patients are suppressed.
 
     Patients are the enrolled ones in scope (their enrolment's practice and therapist); `from` and
-    `to` filter the enrolment's `started_on`.
+    `to` filter the enrolment's `started_on`. With `whole_groups_only` (owners), a group that the
+    therapist or date filters narrow is suppressed too unless it still holds every patient of the
+    practice's whole group: two overlapping groups of 5 or more would otherwise differ by the
+    scores of fewer than 5 patients (6 in a practice minus 5 of one therapist is one patient's).
+    Therapists, who see their own patients' scores one by one anyway, may narrow freely.
     """
     scores = outcome_scores(timepoint)
+    patients, found = _outcome_groups(scope, timepoint, scores)
+    narrowed = any(v is not None for v in (scope.therapist_id, scope.date_from, scope.date_to))
+    whole = patients
+    if whole_groups_only and narrowed:
+        # A narrowed group is a subset of the practice's whole one, so an equal count means the
+        # same patients, and then every score's group is the whole one too: every figure shown
+        # is that of a whole practice.
+        whole, _ = _outcome_groups(Scope(practice_id=scope.practice_id), timepoint, scores)
+    labels = breakdown_labels("practice", patients)
+    practices = []
+    for practice_id in sorted(patients, key=lambda p: (labels.get(p, ""), p)):
+        n = patients[practice_id]
+        suppressed = n < MIN_GROUP or n != whole.get(practice_id)
+        entry = {
+            "practice_id": practice_id,
+            "label": labels.get(practice_id, practice_id),
+            "patients": None if suppressed else n,
+            "suppressed": suppressed,
+            "scores": [],
+        }
+        if not suppressed:
+            entry["scores"] = [
+                _score_entry(key, score, found.get((practice_id, key, score.name)), locale)
+                for key, score in scores
+            ]
+        practices.append(entry)
+    return {"timepoint": timepoint, "min_group_size": MIN_GROUP, "practices": practices}
+
+
+def _outcome_groups(
+    scope: Scope, timepoint: str, scores: list[tuple[str, ScoreDef]]
+) -> tuple[dict[str, int], dict[tuple[str, str, str], tuple]]:
+    """Returns ({practice: patients}, {(practice, questionnaire, score): (count, sums...)})."""
     params: dict = {"timepoint": timepoint}
     matches, absolute, relative = [], [], []
     for i, (key, score) in enumerate(scores):
@@ -204,25 +243,7 @@ def outcomes(scope: Scope, timepoint: str = "month3", locale: str = "en") -> dic
     found: dict[tuple[str, str, str], tuple] = {}
     for practice_id, key, name, *values in db.session.execute(per_score, params):
         found[(practice_id, key, name)] = values
-    labels = breakdown_labels("practice", patients)
-    practices = []
-    for practice_id in sorted(patients, key=lambda p: (labels.get(p, ""), p)):
-        n = patients[practice_id]
-        suppressed = n < MIN_GROUP
-        entry = {
-            "practice_id": practice_id,
-            "label": labels.get(practice_id, practice_id),
-            "patients": None if suppressed else n,
-            "suppressed": suppressed,
-            "scores": [],
-        }
-        if not suppressed:
-            entry["scores"] = [
-                _score_entry(key, score, found.get((practice_id, key, score.name)), locale)
-                for key, score in scores
-            ]
-        practices.append(entry)
-    return {"timepoint": timepoint, "min_group_size": MIN_GROUP, "practices": practices}
+    return patients, found
 
 
 def _score_entry(key: str, score: ScoreDef, values: tuple | None, locale: str) -> dict:

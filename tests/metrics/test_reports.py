@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 
 from coaching.extensions import db
 from coaching.messaging import service as messaging
@@ -197,6 +198,65 @@ def test_outcomes_filters(client, world, scored):
     assert_error(
         client.get("/api/v1/metrics/outcomes?timepoint=year5", headers=h), 422, "timepoint"
     )
+
+
+def _nrs_back(client, headers, query):
+    r = client.get(f"/api/v1/metrics/outcomes?{query}", headers=headers)
+    assert r.status_code == 200, r.get_json()
+    (practice,) = r.get_json()["practices"]
+    if practice["suppressed"]:
+        return None
+    return _score(practice, "nrs", "back_pain")
+
+
+def _recovered(whole: dict, most: dict | None) -> tuple | None:
+    """Returns the one remaining patient's NRS (baseline, follow-up) an owner could work out."""
+    if most is None or most["suppressed"]:
+        return None
+    n, m = whole["patients"], most["patients"]
+    return (
+        round(whole["mean_baseline"] * n - most["mean_baseline"] * m),
+        round(whole["mean_follow_up"] * n - most["mean_follow_up"] * m),
+    )
+
+
+def test_owner_cannot_recover_one_patients_scores_by_differencing(client, world, scored):
+    h, pa = world.h["owner"], world.practice_a.id
+    whole = _nrs_back(client, h, f"practice_id={pa}")
+    assert whole["patients"] == 6
+    # The colleague's one patient is under 5 anyway.
+    assert _nrs_back(client, h, f"practice_id={pa}&therapist_id={world.colleague.id}") is None
+    # p1-p5 of `therapist` are 5 of the practice's 6: shown, they would give away p6's 10 -> 7.
+    most = _nrs_back(client, h, f"practice_id={pa}&therapist_id={world.therapist.id}")
+    assert _recovered(whole, most) != (10, 7), "one patient's NRS baseline and follow-up recovered"
+    assert most is None
+    # The therapist sees the same 5 (their own patients) and cannot see the practice's 6.
+    own = _nrs_back(client, world.h["therapist"], f"practice_id={pa}")
+    assert (own["patients"], own["mean_baseline"], own["mean_follow_up"]) == (5, 4.8, 3.6)
+
+
+def test_owner_cannot_recover_one_patients_scores_by_narrowing_dates(client, world, scored):
+    from coaching.enrolment.models import Enrollment
+
+    a, _ = scored
+    # p6 started a day later than p1-p5.
+    enrollment = db.session.execute(
+        select(Enrollment).where(Enrollment.patient_id == a[5].id)
+    ).scalar_one()
+    enrollment.started_on = enrollment.started_on + timedelta(days=1)
+    db.session.commit()
+    day = (enrollment.started_on - timedelta(days=1)).isoformat()
+    h, pa = world.h["owner"], world.practice_a.id
+    whole = _nrs_back(client, h, f"practice_id={pa}")
+    assert whole["patients"] == 6
+    for query in (f"to={day}", f"from={day}&to={day}", f"from=2000-01-01&to={day}"):
+        most = _nrs_back(client, h, f"practice_id={pa}&{query}")
+        assert _recovered(whole, most) != (10, 7), query
+        assert most is None, query
+    # A range that leaves the practice whole answers the whole practice's numbers.
+    later = (enrollment.started_on + timedelta(days=30)).isoformat()
+    assert _nrs_back(client, h, f"practice_id={pa}&from={day}&to={later}") == whole
+    assert _nrs_back(client, h, f"practice_id={pa}&from={day}") == whole
 
 
 def test_outcomes_labels_follow_the_callers_locale(client, world, scored, make):
