@@ -214,25 +214,39 @@ def _check(row, account, prefs, last_active, others, now) -> tuple[str, object]:
         and last_active > row.skip_if_active_since
     ):
         return "skip", "the patient has been active since this was planned"
-    if row.category == "appointment" and not _appointment_still_on(row.idempotency_key):
-        return "skip", "the appointment was cancelled or moved"
+    starts_at = None
+    if row.category == "appointment":
+        if not _appointment_still_on(row.idempotency_key):
+            return "skip", "the appointment was cancelled or moved"
+        starts_at = _appointment_start(row.idempotency_key)
     decision = decide(category=row.category, at=now, prefs=prefs, day=day)
     if decision.action == "skip":
         return "skip", decision.reason
+    # A reminder of an appointment is of no use once it has begun: not after quiet hours that
+    # last until then (a 07:30 appointment's 2-hour reminder), nor after a delay in sending.
+    sends_at = decision.until if decision.action == "postpone" else now
+    if starts_at is not None and sends_at >= starts_at:
+        return "skip", "the appointment will have begun by the time it could be sent"
     if decision.action == "postpone":
         return "postpone", decision.until
     return "send", None
 
 
-def _appointment_still_on(key: str) -> bool:
-    """Returns whether the appointment of a reminder (key appointment:<id>:<start epoch>:<label>)
-    is still planned at that start."""
+def _appointment_start(key: str) -> datetime | None:
+    """Returns the start in a reminder's key (appointment:<id>:<start epoch>:<label>)."""
     parts = key.split(":")
     if len(parts) != 4 or not parts[2].isdigit():
+        return None
+    return datetime.fromtimestamp(int(parts[2]), tz=UTC)
+
+
+def _appointment_still_on(key: str) -> bool:
+    """Returns whether the appointment of a reminder is still planned at the start in its key."""
+    starts_at = _appointment_start(key)
+    if starts_at is None:
         return True
-    starts_at = datetime.fromtimestamp(int(parts[2]), tz=UTC)
     found = appointments.appointments_between(starts_at, starts_at + timedelta(seconds=1))
-    return any(appointment.id == parts[1] for appointment in found)
+    return any(appointment.id == key.split(":")[1] for appointment in found)
 
 
 def _midnight():

@@ -123,3 +123,29 @@ def test_appointment_reminders_from_the_appointments_domain(make, h):
     assert (patient.id, "2h") not in rows
     assert rows[(kept_patient.id, "24h")].status == "sent"
     assert rows[(kept_patient.id, "2h")].status == "sent"
+
+
+def test_an_early_appointments_reminder_is_not_sent_after_it_has_begun(make, h):
+    """A 07:30 appointment's 2-hour reminder falls in the default quiet hours (22:00–08:00):
+    waiting them out would bring it half an hour into the appointment, so it is skipped. The
+    24-hour reminder, at 07:30 the day before, waits until 08:00 and goes."""
+    therapist = make.therapist()
+    patient = make.patient(therapist)
+    h.device(patient)
+    starts = local(2026, 3, 12, 7, 30)
+    appointments.plan_appointment(
+        therapist=therapist,
+        patient_id=patient.id,
+        starts_at=starts,
+        duration_minutes=30,
+        kind="in_person",
+    )
+    db.session.commit()
+    for minutes in range(0, 27 * 60, 15):
+        h.tick(starts - timedelta(hours=25) + timedelta(minutes=minutes))
+    rows = {r.idempotency_key.rsplit(":", 1)[1]: r for r in h.rows(category="appointment")}
+    assert rows["2h"].status == "skipped"
+    assert rows["2h"].sent_at is None
+    assert "begun" in rows["2h"].last_error
+    assert rows["24h"].status == "sent"
+    assert rows["24h"].sent_at == local(2026, 3, 11, 8, 0)
