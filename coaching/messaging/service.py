@@ -831,19 +831,39 @@ def _claim_next_video(now: datetime) -> str | None:
 
 
 def process_pending_videos(now: datetime, *, limit: int = 20) -> int:
-    """Check completed uploads with PyAV, one at a time; returns how many were checked."""
+    """Check completed uploads with PyAV, one at a time; returns how many were checked.
+
+    `now` is when the run started. A run of large videos outlasts PROCESSING_LEASE, so each
+    claim (and each video sent) reads the clock again: a lease dated from the start would
+    already have run out and let another process take the same video.
+    """
     checked = 0
     while checked < limit:
-        message_id = _claim_next_video(now)
+        message_id = _claim_next_video(clock.now())
         if message_id is None:
             break
-        _check_video(message_id, now)
+        _check_video(message_id)
         checked += 1
     return checked
 
 
-def _check_video(message_id: str, now: datetime) -> None:
+def _let_orphans_go(*, video_key: str | None, thumbnail_key: str | None) -> None:
+    """The message was erased while its video was checked: queue what the check left behind.
+
+    Erasure queued the video it found; queueing it again costs one more (idempotent) delete
+    and does not depend on how far the erasure got before the check looked.
+    """
+    media.schedule_deletion(key=video_key, reason="orphan_video")
+    media.schedule_deletion(key=thumbnail_key, reason="orphan_thumbnail")
+    db.session.commit()
+
+
+def _check_video(message_id: str) -> None:
     message = db.session.get(Message, message_id, populate_existing=True)
+    if message is None:
+        # Erased since the claim: erasure queued the video; nothing else was stored yet.
+        db.session.commit()
+        return
     if message.processing_attempts > MAX_PROCESSING_ATTEMPTS:
         _fail(message, "processing_error")
         db.session.commit()
@@ -868,6 +888,10 @@ def _check_video(message_id: str, now: datetime) -> None:
     except VideoRejected as rejected:
         log.info("video %s rejected: %s", message_id, rejected)
         message = db.session.get(Message, message_id, populate_existing=True)
+        if message is None:
+            # Erased during the check; the rejection came before any thumbnail was stored.
+            _let_orphans_go(video_key=key, thumbnail_key=None)
+            return
         if message.status == "processing":
             _fail(message, rejected.code)
         db.session.commit()
@@ -878,6 +902,9 @@ def _check_video(message_id: str, now: datetime) -> None:
         db.session.rollback()
         return
     message = db.session.get(Message, message_id, populate_existing=True)
+    if message is None:
+        _let_orphans_go(video_key=key, thumbnail_key=thumbnail_key)
+        return
     if message.status != "processing":
         # Consent was withdrawn (or the upload expired) while the check ran.
         media.schedule_deletion(key=thumbnail_key, reason="orphan_thumbnail")
@@ -889,7 +916,8 @@ def _check_video(message_id: str, now: datetime) -> None:
     message.media_state = "stored"
     message.processing_lease_until = None
     conversation = db.session.get(Conversation, message.conversation_id)
-    _on_sent(message, conversation, now)
+    # Sent now, not when the run started: the check may have taken minutes.
+    _on_sent(message, conversation, clock.now())
     db.session.commit()
 
 

@@ -427,6 +427,96 @@ def test_consent_withdrawn_during_the_check_wins(h, client, world, sample_videos
     assert sorted(reasons) == ["consent_withdrawn", "orphan_thumbnail"]
 
 
+def _uploaded_and_completed(client, headers, conversation_id, path, content_type) -> dict:
+    message = start_video(client, headers, conversation_id, path, content_type)
+    assert upload_with_test_client(client, message["upload"], path).status_code == 204
+    assert complete(client, headers, message["id"]).status_code == 200
+    return message
+
+
+@pytest.mark.parametrize("when", ["after_thumbnail", "during_rejection"])
+def test_erasure_during_the_check_leaves_nothing_and_the_run_goes_on(
+    h, client, world, sample_videos, clock, monkeypatch, when
+):
+    from coaching.accounts.models import Account
+    from coaching.privacy.service import erase_patient
+
+    good, content_type = sample_videos["mp4"]
+    path = good if when == "after_thumbnail" else sample_videos["junk"][0]
+    conversation = conversation_of(client, h("patient"))
+    erased = _uploaded_and_completed(client, h("patient"), conversation["id"], path, content_type)
+    video_key = _message(erased["id"]).media_key
+    clock.advance(seconds=1)  # completed later: checked after the erased patient's video
+    other = conversation_of(client, h("other_patient"))
+    kept = _uploaded_and_completed(client, h("other_patient"), other["id"], good, content_type)
+    storage, real_inspect, thumbnails = get_storage(), service.inspect_video, []
+    real_save = storage.save_file
+
+    def erase():
+        patient = db.session.get(Account, world.patient.id)
+        erase_patient(patient=patient, requested_by=patient, destroy_medical_record=True)
+        db.session.commit()
+
+    def inspect_then_erase(*args, **kwargs):
+        if not thumbnails and when == "during_rejection":
+            thumbnails.append(None)
+            erase()
+        return real_inspect(*args, **kwargs)
+
+    def save_then_erase(*, key, path, content_type):
+        real_save(key=key, path=path, content_type=content_type)
+        if not thumbnails:
+            thumbnails.append(key)
+            erase()
+
+    monkeypatch.setattr(service, "inspect_video", inspect_then_erase)
+    monkeypatch.setattr(storage, "save_file", save_then_erase)
+    assert process_videos() == 2  # the erased patient's video did not stop the run
+    assert db.session.get(Message, erased["id"]) is None
+    assert _message(kept["id"]).status == "ready"
+    queued = set(db.session.execute(select(MediaDeletion.key)).scalars())
+    assert video_key in queued
+    if when == "after_thumbnail":
+        assert thumbnails[0] in queued
+    service.purge_deleted_media(app_clock.now())
+    assert storage.size_of(video_key) is None
+    if when == "after_thumbnail":
+        assert storage.size_of(thumbnails[0]) is None
+
+
+def test_each_claim_is_leased_from_the_time_it_is_made(
+    h, client, world, sample_videos, clock, monkeypatch
+):
+    path, content_type = sample_videos["mp4"]
+    conversation = conversation_of(client, h("patient"))
+    first, second = (
+        _uploaded_and_completed(client, h("patient"), conversation["id"], path, content_type)
+        for _ in range(2)
+    )
+    real_inspect, seen = service.inspect_video, []
+
+    def slow_then_race(*args, **kwargs):
+        info = real_inspect(*args, **kwargs)
+        if not seen:
+            clock.advance(minutes=11)  # a long check: longer than the lease
+            seen.append(None)
+        else:
+            # Another scheduler process looks for work while the second video is checked.
+            seen.append(service._claim_next_video(app_clock.now()))
+        return info
+
+    monkeypatch.setattr(service, "inspect_video", slow_then_race)
+    started = app_clock.now()
+    assert service.process_pending_videos(started) == 2
+    assert seen == [None, None]  # the second video's lease was fresh: nobody else took it
+    late = _message(second["id"])
+    assert late.processing_attempts == 1
+    # Sent when its check ended, not when the run began.
+    assert late.sent_at == app_clock.now() == started + timedelta(minutes=11)
+    assert _message(first["id"]).sent_at == late.sent_at
+    assert _conversation(world.patient).last_message_at == late.sent_at
+
+
 # --- expiry, retention, consent withdrawal, purge ------------------------------------------------
 
 
