@@ -87,6 +87,13 @@ class Config:
         # `metrics rebuild` on PostgreSQL builds the new milestone table on two connections
         # beside the live one (coaching/metrics/service.py; 1: in its own transaction alone).
         self.METRICS_REBUILD_CONNECTIONS = _int("METRICS_REBUILD_CONNECTIONS", 2)
+        # The audit chain's HMAC-SHA256 key (coaching/audit/service.py): a secret the database
+        # does not hold, so write access to it cannot recompute the chain. Unset: derived from
+        # SECRET_KEY (a warning in production, where rotating SECRET_KEY would then break it).
+        self.AUDIT_HMAC_KEY = _env("AUDIT_HMAC_KEY")
+        # Rows up to this seq were written before the key, with plain SHA-256, and still verify
+        # that way; later rows must carry the HMAC (0: none, as in a new installation).
+        self.AUDIT_LEGACY_LAST_SEQ = _int("AUDIT_LEGACY_LAST_SEQ", 0)
 
         # flask-smorest / OpenAPI
         self.API_TITLE = "Coaching API"
@@ -117,6 +124,11 @@ def validate(config: dict) -> None:
             )
         if len(key) < 32:
             raise ConfigError("SECRET_KEY must be at least 32 characters long")
+    audit_key = config.get("AUDIT_HMAC_KEY")
+    if env == "production" and audit_key is not None and len(audit_key) < 32:
+        raise ConfigError("AUDIT_HMAC_KEY must be at least 32 characters long")
+    if config.get("AUDIT_LEGACY_LAST_SEQ", 0) < 0:
+        raise ConfigError("AUDIT_LEGACY_LAST_SEQ must be 0 or more")
     if config["MEDIA_STORAGE"] not in ("local", "s3"):
         raise ConfigError("MEDIA_STORAGE must be 'local' or 's3'")
     if config["MEDIA_STORAGE"] == "s3" and not config.get("S3_BUCKET"):

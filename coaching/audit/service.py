@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from flask import has_request_context, request
+from flask import current_app, has_request_context, request
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -24,7 +25,26 @@ ACTIONS = ("read", "create", "update", "delete", "export")
 log = logging.getLogger(__name__)
 
 
-def _digest(entry: AuditEntry) -> str:
+def _key() -> bytes:
+    """Returns the chain's HMAC key: AUDIT_HMAC_KEY, or one derived from SECRET_KEY."""
+    key = current_app.extensions.get("audit_hmac_key")
+    if key is None:
+        configured = current_app.config.get("AUDIT_HMAC_KEY")
+        if configured:
+            key = configured.encode()
+        else:
+            if current_app.config["ENV"] == "production":
+                log.warning(
+                    "AUDIT_HMAC_KEY is not set: the audit chain's key is derived from SECRET_KEY,"
+                    " so rotating SECRET_KEY will make `audit verify` fail"
+                )
+            secret = current_app.config["SECRET_KEY"].encode()
+            key = hmac.new(secret, b"coaching audit chain", hashlib.sha256).digest()
+        current_app.extensions["audit_hmac_key"] = key
+    return key
+
+
+def _payload(entry: AuditEntry) -> bytes:
     fields = {
         "seq": entry.seq,
         "id": entry.id,
@@ -37,8 +57,18 @@ def _digest(entry: AuditEntry) -> str:
         "resource_id": entry.resource_id,
         "client_address": entry.client_address,
     }
-    payload = entry.prev_hash + json.dumps(fields, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(payload.encode()).hexdigest()
+    return (entry.prev_hash + json.dumps(fields, sort_keys=True, separators=(",", ":"))).encode()
+
+
+def _digest(entry: AuditEntry) -> str:
+    # Keyed with a secret the database does not hold: with plain SHA-256, anyone who could write
+    # to the database could change a row, recompute every later hash and move the head.
+    return hmac.new(_key(), _payload(entry), hashlib.sha256).hexdigest()
+
+
+def _legacy_digest(entry: AuditEntry) -> str:
+    """Returns the plain SHA-256 of rows written before the key (up to AUDIT_LEGACY_LAST_SEQ)."""
+    return hashlib.sha256(_payload(entry)).hexdigest()
 
 
 def _lock_head() -> int:
@@ -144,7 +174,13 @@ class VerifyResult:
 
 
 def verify(progress=None, batch: int = 5000) -> VerifyResult:
-    """Returns the result of recomputing the whole chain in order of `seq`."""
+    """Returns the result of recomputing the whole chain in order of `seq`.
+
+    Rows up to AUDIT_LEGACY_LAST_SEQ are checked with the plain SHA-256 they were written with;
+    every later row must carry the keyed digest. The boundary is a setting, not a row: the
+    database could otherwise call a chain it rewrote without the key "legacy".
+    """
+    legacy_last = current_app.config.get("AUDIT_LEGACY_LAST_SEQ", 0)
     problems: list[str] = []
     expected_prev = GENESIS_HASH
     expected_seq = 1
@@ -168,8 +204,17 @@ def verify(progress=None, batch: int = 5000) -> VerifyResult:
                 problems.append(f"rows {expected_seq}..{entry.seq - 1} are missing")
             if entry.prev_hash != expected_prev:
                 problems.append(f"row {entry.seq}: does not follow the previous row")
-            if _digest(entry) != entry.row_hash:
-                problems.append(f"row {entry.seq}: its contents were changed")
+            if entry.seq <= legacy_last:
+                if _legacy_digest(entry) != entry.row_hash:
+                    problems.append(f"row {entry.seq}: its contents were changed")
+            elif _digest(entry) != entry.row_hash:
+                if _legacy_digest(entry) == entry.row_hash:
+                    problems.append(
+                        f"row {entry.seq}: hashed without the audit key: rewritten, or written"
+                        " before the key (then set AUDIT_LEGACY_LAST_SEQ to the last such row)"
+                    )
+                else:
+                    problems.append(f"row {entry.seq}: its contents were changed")
             expected_prev = entry.row_hash
             expected_seq = entry.seq + 1
             last_seq = entry.seq
@@ -178,6 +223,8 @@ def verify(progress=None, batch: int = 5000) -> VerifyResult:
             progress.update(len(rows))
         db.session.expunge_all()
     head = db.session.get(AuditChainHead, 1)
+    if head is None and checked:
+        problems.append(f"the chain has {checked} rows but no head row: it was removed")
     if head is not None and (head.last_seq != last_seq or head.last_hash != expected_prev):
         problems.append(
             f"the chain ends at row {last_seq} but its head says {head.last_seq}: rows were removed"

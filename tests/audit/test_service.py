@@ -1,10 +1,14 @@
 """The audit log is append-only and chained by hash."""
 
-import pytest
-from sqlalchemy import text
+import hashlib
+import hmac
 
+import pytest
+from sqlalchemy import select, text, update
+
+from coaching.accounts.models import Account
 from coaching.audit import service
-from coaching.audit.models import AuditEntry
+from coaching.audit.models import AuditChainHead, AuditEntry
 from coaching.extensions import db
 from tests.conftest import assert_error
 
@@ -175,3 +179,79 @@ def test_a_read_that_cannot_be_audited_is_503_without_patient_data(
     assert set(body) == {"code", "status", "message"}
     db.session.rollback()
     assert db.session.execute(text("SELECT count(*) FROM audit_log")).scalar_one() == 0
+
+
+def _rewrite(digest, *, patient_id):
+    """Changes row 1's patient and recomputes every hash and the head with `digest`, as someone
+    with write access to the database (but not the key) could."""
+    rows = db.session.execute(select(AuditEntry).order_by(AuditEntry.seq)).scalars().all()
+    prev = rows[0].prev_hash
+    for row in rows:
+        if row is rows[0]:
+            row.patient_id = patient_id
+        row.prev_hash = prev
+        row.row_hash = digest(row)
+        prev = row.row_hash
+    db.session.execute(update(AuditChainHead).values(last_hash=prev))
+    db.session.commit()
+
+
+def _wrong_key(row):
+    return hmac.new(b"guessed", service._payload(row), hashlib.sha256).hexdigest()
+
+
+@pytest.mark.parametrize("digest", [service._legacy_digest, _wrong_key])
+def test_audit_chain_rewrite_is_detected(client, world, digest):
+    for _ in range(3):
+        service.record(
+            actor=world.therapist,
+            patient_id=world.patient.id,
+            action="read",
+            resource_type="patient",
+            resource_id=world.patient.id,
+        )
+    db.session.commit()
+    other_patient_id = world.other_patient.id
+    assert service.verify().ok
+    _rewrite(digest, patient_id=other_patient_id)
+    result = service.verify()
+    assert not result.ok
+    assert [p.split(":")[0] for p in result.problems] == ["row 1", "row 2", "row 3"]
+
+
+def test_rows_written_before_the_key_still_verify_up_to_the_setting(app, world, monkeypatch):
+    _record(world, n=2)
+    therapist_id, patient_id = world.therapist.id, world.patient.id
+    # Hash both rows the way the service did before the key.
+    _rewrite(service._legacy_digest, patient_id=patient_id)
+    assert "without the audit key" in service.verify().problems[0]
+    monkeypatch.setitem(app.config, "AUDIT_LEGACY_LAST_SEQ", 2)
+    assert service.verify().ok
+    # New rows chain on with the key; a legacy row changed later is still caught.
+    therapist = db.session.get(Account, therapist_id)  # verify() let go of the session's rows
+    service.record(actor=therapist, patient_id=patient_id, action="read", resource_type="x")
+    db.session.commit()
+    result = service.verify()
+    assert result.ok and result.checked == 3
+    db.session.execute(text("UPDATE audit_log SET action = 'export' WHERE seq = 1"))
+    db.session.commit()
+    assert any("row 1" in p and "changed" in p for p in service.verify().problems)
+    # ... and so is a row after the boundary rehashed without the key.
+    monkeypatch.setitem(app.config, "AUDIT_LEGACY_LAST_SEQ", 0)
+    assert not service.verify().ok
+
+
+def test_missing_head_row_is_reported(world):
+    _record(world)
+    db.session.execute(text("DELETE FROM audit_chain_head"))
+    db.session.commit()
+    assert any("no head row" in p for p in service.verify().problems)
+
+
+def test_production_refuses_a_short_audit_key():
+    from coaching.config import Config, ConfigError, validate
+
+    config = vars(Config()) | {"ENV": "production", "SECRET_KEY": "s" * 32}
+    validate(config | {"AUDIT_HMAC_KEY": "k" * 32})
+    with pytest.raises(ConfigError, match="AUDIT_HMAC_KEY"):
+        validate(config | {"AUDIT_HMAC_KEY": "short"})
