@@ -18,7 +18,7 @@ from pathlib import Path
 
 from flask import current_app
 from markdown_it import MarkdownIt
-from sqlalchemy import func, select
+from sqlalchemy import select, update
 
 from coaching import clock
 from coaching.accounts.models import Account
@@ -32,6 +32,7 @@ from coaching.content.models import (
     LessonVersion,
     ModuleCompletion,
 )
+from coaching.db import new_id
 from coaching.enrolment.models import Enrollment
 from coaching.errors import Forbidden, NotFound, ValidationFailed
 from coaching.extensions import db
@@ -666,12 +667,14 @@ def _locked_message(module: ModuleState, states: list[ModuleState]) -> str:
     return f"This lesson is locked until {on}"
 
 
-def lesson_access(patient: Account, lesson_id: str) -> LessonAccess:
+def lesson_access(
+    patient: Account, lesson_id: str, enrollment: Enrollment | None = None
+) -> LessonAccess:
     """Returns the patient's access to a lesson; unknown → NotFound, locked → Forbidden."""
     lesson = db.session.get(ContentLesson, lesson_id) if isinstance(lesson_id, str) else None
     if lesson is None or not lesson.is_active:
         raise NotFound("Lesson not found")
-    enrollment = _enrollment(patient)
+    enrollment = enrollment or _enrollment(patient)
     states = programme_state(patient, enrollment)
     for module in states:
         for state in module.lessons:
@@ -777,31 +780,28 @@ def save_progress(
     """Returns the lesson's progress after recording a status and answers (idempotent).
 
     Progress only moves forward (`started` after `completed` keeps it completed); answers are
-    merged by block id (null removes one). A repeated request changes nothing.
+    merged by block id (null removes one). A repeated request changes nothing, also when two
+    arrive at once.
     """
-    access = lesson_access(patient, lesson_id)
+    enrollment = _lock_enrollment(patient)
+    access = lesson_access(patient, lesson_id, enrollment)
     answers = answers or {}
     progress = access.state.progress
-    kinds = _check_answers(access.version, answers)
+    version = access.version
+    kinds = _check_answers(version, answers)
     now = clock.now()
     changed: list[str] = []
     if progress is None:
-        progress = LessonProgress(
-            patient_id=patient.id,
-            lesson_id=access.lesson.id,
-            version_id=access.version.id,
-            status="started",
-            started_at=now,
-            updated_at=now,
-        )
-        db.session.add(progress)
-        db.session.flush()
+        progress, inserted = _insert_progress(patient, access, now)
         access.state.progress = progress
-        changed.append("lesson_started")
-    just_completed = status == "completed" and progress.status != "completed"
+        if inserted:
+            changed.append("lesson_started")
+        elif answers and progress.version_id != version.id:
+            # Another request started the lesson on a version synced since: answer that one.
+            version = db.session.get(LessonVersion, progress.version_id)
+            kinds = _check_answers(version, answers)
+    just_completed = status == "completed" and _mark_completed(progress, now)
     if just_completed:
-        progress.status = "completed"
-        progress.completed_at = now
         changed.append("lesson_completed")
     if answers and _save_answers(progress, answers, kinds, now):
         changed.append("lesson_answered")
@@ -812,6 +812,77 @@ def save_progress(
         _after_lesson_completed(patient, access, now)
     db.session.flush()
     return progress_view(access.lesson.id, progress)
+
+
+def _lock_enrollment(patient: Account) -> Enrollment:
+    """Returns the patient's enrolment, locked until the transaction ends (on PostgreSQL).
+
+    Progress writes of one patient queue here, so each reads the programme state after the one
+    before it committed (a new snapshot under READ COMMITTED). SQLite takes no lock for a
+    SELECT: there, completion is decided from a recount after the write instead (SQLite runs
+    one writer at a time, so the second writer's recount sees the first's rows).
+    """
+    enrollment = db.session.execute(
+        select(Enrollment)
+        .where(Enrollment.patient_id == patient.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+    if enrollment is None:
+        raise NotFound("No enrolment in the programme")
+    return enrollment
+
+
+def _insert_ignore(model):
+    """Returns an INSERT of the dialect in use that leaves a row already there alone."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(model).on_conflict_do_nothing()
+
+
+def _insert_progress(
+    patient: Account, access: LessonAccess, now: datetime
+) -> tuple[LessonProgress, bool]:
+    """Returns the patient's progress row of the lesson, inserted as started unless another
+    request inserted it first (then that one), and whether it was inserted here."""
+    inserted = db.session.execute(
+        _insert_ignore(LessonProgress)
+        .values(
+            id=new_id(),
+            patient_id=patient.id,
+            lesson_id=access.lesson.id,
+            version_id=access.version.id,
+            status="started",
+            started_at=now,
+            updated_at=now,
+        )
+        .returning(LessonProgress.id)
+    ).first()
+    progress = db.session.execute(
+        select(LessonProgress)
+        .where(
+            LessonProgress.patient_id == patient.id, LessonProgress.lesson_id == access.lesson.id
+        )
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+    return progress, inserted is not None
+
+
+def _mark_completed(progress: LessonProgress, now: datetime) -> bool:
+    """Returns whether this call completed the lesson (False when it already was)."""
+    if progress.status == "completed":
+        return False
+    # Conditional, so two requests completing one lesson at once complete it only once.
+    done = db.session.execute(
+        update(LessonProgress)
+        .where(LessonProgress.id == progress.id, LessonProgress.status != "completed")
+        .values(status="completed", completed_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.refresh(progress)
+    return done == 1
 
 
 def _save_answers(progress: LessonProgress, answers: dict, kinds: dict, now: datetime) -> bool:
@@ -828,57 +899,96 @@ def _save_answers(progress: LessonProgress, answers: dict, kinds: dict, now: dat
             if row is not None:
                 db.session.delete(row)
                 changed = True
-        elif row is None:
-            db.session.add(
-                LessonAnswer(
-                    progress_id=progress.id,
-                    block_id=block_id,
-                    block_type=kinds[block_id],
-                    value=value,
-                    answered_at=now,
-                    updated_at=now,
-                )
-            )
-            changed = True
-        elif row.value != value or type(row.value) is not type(value):
+            continue
+        if row is None:
+            row = _insert_answer(progress, block_id, kinds[block_id], value, now)
+            if row is None:
+                changed = True
+                continue
+        if row.value != value or type(row.value) is not type(value):
             row.value = value
             row.updated_at = now
             changed = True
     return changed
 
 
-def _after_lesson_completed(patient: Account, access: LessonAccess, now: datetime) -> None:
-    """Record the uptake steps and module/programme completion a completed lesson brings."""
-    completed_lessons = db.session.execute(
-        select(func.count(LessonProgress.id)).where(
-            LessonProgress.patient_id == patient.id, LessonProgress.status == "completed"
+def _insert_answer(
+    progress: LessonProgress, block_id: str, kind: str, value, now: datetime
+) -> LessonAnswer | None:
+    """Inserts an answer; returns None, or the row another request inserted first (on SQLite,
+    see `_lock_enrollment`), to be updated like one read before."""
+    inserted = db.session.execute(
+        _insert_ignore(LessonAnswer)
+        .values(
+            id=new_id(),
+            progress_id=progress.id,
+            block_id=block_id,
+            block_type=kind,
+            value=value,
+            answered_at=now,
+            updated_at=now,
         )
+        .returning(LessonAnswer.id)
+    ).first()
+    if inserted is not None:
+        return None
+    return db.session.execute(
+        select(LessonAnswer)
+        .where(LessonAnswer.progress_id == progress.id, LessonAnswer.block_id == block_id)
+        .execution_options(populate_existing=True)
     ).scalar_one()
-    if completed_lessons == 1:
+
+
+def _completed_lessons(patient: Account) -> set[str]:
+    return set(
+        db.session.execute(
+            select(LessonProgress.lesson_id).where(
+                LessonProgress.patient_id == patient.id, LessonProgress.status == "completed"
+            )
+        ).scalars()
+    )
+
+
+def _completed_modules(patient: Account, states: list[ModuleState], lessons: set[str]) -> set[str]:
+    """Returns the ids of the modules completed by the rule of `programme_states`: a completion
+    row, or every lesson completed (of the completed lessons' ids given)."""
+    recorded = set(
+        db.session.execute(
+            select(ModuleCompletion.module_id).where(ModuleCompletion.patient_id == patient.id)
+        ).scalars()
+    )
+    return recorded | {
+        m.module.id for m in states if m.lessons and all(s.lesson.id in lessons for s in m.lessons)
+    }
+
+
+def _after_lesson_completed(patient: Account, access: LessonAccess, now: datetime) -> None:
+    """Record the uptake steps and module/programme completion a completed lesson brings.
+
+    Decided from the database after the write, not from `access` (read before it): another
+    request may have completed a lesson since (see `_lock_enrollment`).
+    """
+    db.session.flush()
+    lessons = _completed_lessons(patient)
+    if len(lessons) == 1:
         metrics.record_patient_event(
             patient_id=patient.id, name="first_lesson_completed", occurred_at=now
         )
     module = access.module
-    if not module.completed and all(s.completed for s in module.lessons):
-        exists = db.session.execute(
-            select(ModuleCompletion.id).where(
-                ModuleCompletion.patient_id == patient.id,
-                ModuleCompletion.module_id == module.module.id,
+    if not module.completed and all(s.lesson.id in lessons for s in module.lessons):
+        # Ignored when another request recorded it first.
+        db.session.execute(
+            _insert_ignore(ModuleCompletion).values(
+                id=new_id(), patient_id=patient.id, module_id=module.module.id, completed_at=now
             )
-        ).first()
-        if exists is None:
-            db.session.add(
-                ModuleCompletion(
-                    patient_id=patient.id, module_id=module.module.id, completed_at=now
-                )
-            )
+        )
         module.completed, module.completed_at = True, now
+    modules = _completed_modules(patient, access.states, lessons)
+    if not all(state.module.id in modules for state in access.states):
+        return
     enrollment = access.enrollment
-    if (
-        all(state.completed for state in access.states)
-        and enrollment.status in ("active", "paused")
-        and enrollment.completed_at is None
-    ):
+    db.session.refresh(enrollment)
+    if enrollment.status in ("active", "paused") and enrollment.completed_at is None:
         enrollment.status = "completed"
         enrollment.completed_at = now
         metrics.record_patient_event(
