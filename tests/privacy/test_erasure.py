@@ -130,6 +130,10 @@ def test_the_medical_record_is_kept_on_a_closed_account_until_retention_ends(
 ):
     submit(client, world.h["patient"])
     patient_id = world.patient.id
+    db.session.get(Account, patient_id).locale = "en"
+    db.session.get(Account, patient_id).timezone = "Europe/London"
+    db.session.commit()
+    clock.advance(minutes=5)  # joined earlier than closed
     response = _erase_me(client, world.h["patient"])
     assert response.status_code == 200
     body = response.get_json()
@@ -141,6 +145,13 @@ def test_the_medical_record_is_kept_on_a_closed_account_until_retention_ends(
     assert account is not None and account.is_active is False
     assert account.email.endswith("@erased.invalid") and account.password_hash == "!erased"
     assert account.display_name == world.patient.display_name  # identifies the kept record
+    assert (account.therapist_id, account.practice_id) == (
+        world.patient.therapist_id,
+        world.patient.practice_id,
+    )
+    # Nothing else of the patient: their settings and when they joined are gone.
+    assert (account.locale, account.timezone) == ("nl", "Europe/Amsterdam")
+    assert account.created_at == clock.now() and account.last_login_at is None
     assert _count(QuestionnaireResponse, QuestionnaireResponse.patient_id == patient_id) == 1
     assert _count(QuestionnaireScore, QuestionnaireScore.patient_id == patient_id) == 2
     assert _count(Conversation, Conversation.patient_id == patient_id) == 0

@@ -270,3 +270,148 @@ def test_no_url_is_handed_out_after_the_export_expires(clock, client, world, mak
     service.expire_exports(clock.now())
     gone = _status(client, make.headers(world.patient), view["id"]).get_json()
     assert gone["status"] == "expired" and gone["download_url"] is None
+
+
+def test_simultaneous_requests_make_one_export(app, world, monkeypatch):
+    """Both requests look, find none and insert: the unique index on open exports lets one in,
+    and the other answers that one (202 both times, and the next request too)."""
+    import threading
+
+    from coaching.extensions import db as database
+
+    look = service._open_export
+    barrier = threading.Barrier(2)
+    local = threading.local()
+    looks = []
+
+    def look_then_wait(patient_id):
+        found = look(patient_id)
+        looks.append(found)
+        if not getattr(local, "waited", False):  # only the first look of each request waits
+            local.waited = True
+            barrier.wait(timeout=30)
+        return found
+
+    monkeypatch.setattr(service, "_open_export", look_then_wait)
+    answers = []
+
+    def post():
+        response = app.test_client().post(f"{API}/me/export", headers=world.h["patient"])
+        answers.append((response.status_code, response.get_json()))
+
+    threads = [threading.Thread(target=post) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [status for status, _ in answers] == [202, 202], answers
+    assert answers[0][1]["id"] == answers[1][1]["id"]
+    # Neither saw the other's; the loser looked again after its insert failed.
+    assert looks[:2] == [None, None] and len(looks) == 3 and looks[2] is not None
+    database.session.expire_all()
+    assert len(database.session.execute(select(DataExport)).scalars().all()) == 1
+    monkeypatch.setattr(service, "_open_export", look)
+    assert _start(app.test_client(), world.h["patient"])["id"] == answers[0][1]["id"]
+
+
+@pytest.mark.parametrize("moment", ["build_document", "save_file"])
+def test_a_zip_built_while_the_patient_erases_their_account_is_deleted(
+    app, clock, client, world, monkeypatch, moment
+):
+    """The patient erases their account in another request while the job builds: before the ZIP
+    is stored, or after it (the row is gone when the job marks it ready)."""
+    import threading
+
+    from tests.conftest import PASSWORD
+
+    _start(client, world.h["patient"])
+    storage = get_storage()
+    keys = []
+    erased = []
+
+    def erase():
+        with app.app_context():
+            response = app.test_client().delete(
+                f"{API}/me", json={"password": PASSWORD}, headers=world.h["patient"]
+            )
+            erased.append(response.status_code)
+
+    def in_another_thread():
+        thread = threading.Thread(target=erase)
+        thread.start()
+        thread.join()
+
+    new_key = service.new_key
+
+    def capture():
+        keys.append(new_key())
+        return keys[-1]
+
+    monkeypatch.setattr(service, "new_key", capture)
+    if moment == "build_document":
+        build = service.build_document
+
+        def build_then_erase(found):
+            result = build(found)
+            in_another_thread()
+            return result
+
+        monkeypatch.setattr(service, "build_document", build_then_erase)
+    else:
+        save = storage.save_file
+
+        def save_then_erase(**kwargs):
+            save(**kwargs)
+            in_another_thread()
+
+        monkeypatch.setattr(storage, "save_file", save_then_erase)
+
+    assert service.run_pending_exports(clock.now()) == 0
+    assert erased == [200]
+    (key,) = keys
+    db.session.expire_all()
+    assert db.session.execute(select(DataExport)).scalars().all() == []
+    queued = db.session.execute(select(MediaDeletion.key)).scalars().all()
+    assert storage.size_of(key) is None or key in queued
+    purge_pending(clock.now())
+    assert storage.size_of(key) is None
+
+
+def test_the_zip_of_a_worker_that_died_after_storing_it_is_deleted(clock, client, world):
+    export = _start(client, world.h["patient"])
+    assert service._claim_export(clock.now()) == export["id"]
+    row = db.session.get(DataExport, export["id"])
+    service.build_export(row)  # stored, then the worker dies before its commit
+    db.session.rollback()
+    row = db.session.get(DataExport, export["id"])
+    first = row.media_key
+    assert row.status == "running" and get_storage().size_of(first) is not None
+
+    clock.advance(minutes=16)
+    assert service.run_pending_exports(clock.now()) == 1
+    db.session.expire_all()
+    row = db.session.get(DataExport, export["id"])
+    assert row.status == "ready" and row.media_key != first
+    assert db.session.execute(select(MediaDeletion.key)).scalars().all() == [first]
+    purge_pending(clock.now())
+    assert get_storage().size_of(first) is None
+    assert get_storage().size_of(row.media_key) is not None
+
+
+def test_a_failed_attempt_leaves_no_zip_behind(clock, client, world, monkeypatch):
+    export = _start(client, world.h["patient"])
+    storage = get_storage()
+    save = storage.save_file
+
+    def stored_then_broken(**kwargs):
+        save(**kwargs)
+        raise OSError("connection reset")
+
+    monkeypatch.setattr(storage, "save_file", stored_then_broken)
+    assert service.run_pending_exports(clock.now()) == 0
+    row = db.session.get(DataExport, export["id"])
+    assert row.status == "pending" and row.media_key is None
+    (key,) = db.session.execute(select(MediaDeletion.key)).scalars().all()
+    assert storage.size_of(key) is not None
+    purge_pending(clock.now())
+    assert storage.size_of(key) is None
