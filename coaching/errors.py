@@ -10,7 +10,7 @@ import traceback
 from http import HTTPStatus
 
 from flask import Flask, jsonify
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -196,6 +196,21 @@ def register_error_handlers(app: Flask) -> None:
         log.info("integrity error answered as 409: %s", error.orig)
         response = jsonify(error_body(409, "Conflict with existing data"))
         response.status_code = 409
+        return response
+
+    @app.errorhandler(DataError)
+    def _unstorable(error: DataError):
+        from coaching.extensions import db
+
+        # The last line of defence: a value the schemas let through but the database refuses (too
+        # long for its column, out of range for its type) is the client's input, not a fault of
+        # ours. Which field it was is not known here; the warning is there to add the check.
+        with contextlib.suppress(Exception):
+            db.session.rollback()
+        log.warning("database refused a value, answered as 422: %s", error.orig)
+        message = "A value is too long or out of range to be stored"
+        response = jsonify(error_body(422, message, {"_schema": [message]}))
+        response.status_code = 422
         return response
 
     @app.errorhandler(OperationalError)

@@ -4,14 +4,48 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from coaching.accounts.service import LOCALES
+from coaching.accounts.models import Account
+from coaching.accounts.service import LOCALES, normalize_email
 from coaching.schemas import BaseSchema, one_of, text
 
 PASSWORD = validate.Length(min=10, max=200)
 
+EMAIL_MAX_LENGTH = Account.__table__.c.email.type.length
+
+
+class EmailAddress(fields.String):
+    """An e-mail address, loaded in the form it is stored and compared in (`normalize_email`).
+
+    Every schema that takes an address uses this field. The length is checked on the stored form:
+    lower-casing can lengthen an address ('İ' becomes 'i' and a combining dot), so one that fits
+    as typed may not fit the column. The format is checked as typed, because the lower-cased form
+    of a valid address need not match marshmallow's pattern (a combining dot is no word character)
+    and an address accepted before must still sign in.
+    """
+
+    default_error_messages = {"invalid": "Not a valid email address."}
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("metadata", {}).setdefault("format", "email")
+        stored = validate.Length(
+            max=EMAIL_MAX_LENGTH, error="Longer than maximum length {max} once lower-cased."
+        )
+        super().__init__(validate=stored, **kwargs)
+        # The typed length first: it bounds the pattern's and lower-casing's work on huge input.
+        self._as_typed = (
+            validate.Length(max=EMAIL_MAX_LENGTH),
+            validate.Email(error=self.error_messages["invalid"]),
+        )
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        address = super()._deserialize(value, attr, data, **kwargs)
+        for check in self._as_typed:
+            check(address)
+        return normalize_email(address)
+
 
 class TokenRequestSchema(BaseSchema):
-    email = fields.Email(required=True, validate=validate.Length(max=254))
+    email = EmailAddress(required=True)
     password = fields.String(required=True, validate=validate.Length(min=1, max=200))
 
 
@@ -50,5 +84,5 @@ class AccountUpdateSchema(BaseSchema):
 
 
 class OwnerCreateSchema(BaseSchema):
-    email = fields.Email(required=True, validate=validate.Length(max=254))
+    email = EmailAddress(required=True)
     password = fields.String(required=True, validate=PASSWORD)

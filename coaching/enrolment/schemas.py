@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
+from coaching.accounts.schemas import EmailAddress
 from coaching.accounts.service import LOCALES
 from coaching.enrolment.models import CHANNELS, REFERRAL_SOURCES
 from coaching.schemas import BaseSchema, UTCDateTime, one_of, text
@@ -41,7 +42,7 @@ class InviteLookupSchema(BaseSchema):
 
 class RegistrationSchema(BaseSchema):
     invite_code = text(40, required=True)
-    email = fields.Email(required=True, validate=validate.Length(max=254))
+    email = EmailAddress(required=True)
     password = fields.String(required=True, validate=validate.Length(min=10, max=200))
     display_name = text(120, required=True)
     locale = one_of(LOCALES, required=True)

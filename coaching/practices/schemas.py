@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
+from coaching.accounts.schemas import EmailAddress
 from coaching.schemas import BaseSchema, text
 
 
@@ -19,7 +20,7 @@ class PracticeSchema(BaseSchema):
 
 
 class TherapistCreateSchema(BaseSchema):
-    email = fields.Email(required=True, validate=validate.Length(max=254))
+    email = EmailAddress(required=True)
     display_name = text(120, required=True)
     password = fields.String(required=True, validate=validate.Length(min=10, max=200))
 
