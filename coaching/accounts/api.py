@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import current_app, request
+from flask import current_app, g, request
 from flask.views import MethodView
 
 from coaching.accounts import schemas, service
@@ -78,7 +78,11 @@ class Logout(MethodView):
     @blp.response(204)
     def post(self, body):
         """Sign out: revoke this login's refresh and access tokens"""
-        service.logout(account=current_account(), refresh_token=body["refresh_token"])
+        service.logout(
+            account=current_account(),
+            session_id=g.login_session_id,
+            refresh_token=body["refresh_token"],
+        )
 
 
 @blp.route("/me")

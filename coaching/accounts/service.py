@@ -187,8 +187,13 @@ def rotate_refresh_token(token: str) -> TokenPair | None:
     return _pair(account, session.id)
 
 
-def logout(*, account: Account, refresh_token: str) -> None:
-    """Revoke the login a refresh token belongs to, if it is this account's."""
+def logout(*, account: Account, session_id: str, refresh_token: str) -> None:
+    """Revoke the caller's login, and the login a refresh token belongs to if it is this account's.
+
+    The caller's own login goes whatever the token: an unknown or mistyped one must not leave the
+    login that asked to sign out working. Another account's token revokes nothing of theirs.
+    """
+    revoke_session(session_id, "logout")
     row = db.session.execute(
         select(LoginSession)
         .join(RefreshToken, RefreshToken.session_id == LoginSession.id)
@@ -197,7 +202,7 @@ def logout(*, account: Account, refresh_token: str) -> None:
             LoginSession.account_id == account.id,
         )
     ).scalar_one_or_none()
-    if row is not None:
+    if row is not None and row.id != session_id:
         revoke_session(row.id, "logout")
 
 

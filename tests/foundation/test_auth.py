@@ -331,16 +331,52 @@ def test_logout_revokes_the_login(client, people, session_of):
     assert_error(client.post("/api/v1/auth/refresh", json={"refresh_token": refresh}), 401)
 
 
-def test_logout_with_another_accounts_refresh_token_revokes_nothing(client, people, session_of):
+def test_logout_with_another_accounts_refresh_token_revokes_only_the_callers_login(
+    client, people, session_of
+):
     access, _, _ = session_of(people.therapist)
     other_access, other_refresh, _ = session_of(people.colleague)
     response = client.post(
         "/api/v1/auth/logout", json={"refresh_token": other_refresh}, headers=bearer(access)
     )
     assert response.status_code == 204
+    assert_error(client.get("/api/v1/me", headers=bearer(access)), 401, contains="revoked")
     assert client.get("/api/v1/me", headers=bearer(other_access)).status_code == 200
     again = client.post("/api/v1/auth/refresh", json={"refresh_token": other_refresh})
     assert again.status_code == 200
+
+
+@pytest.mark.parametrize("token", ["not-a-refresh-token", "x" * 200])
+def test_logout_with_an_unknown_refresh_token_still_revokes_the_login(
+    client, people, session_of, token
+):
+    access, refresh, session_id = session_of(people.therapist)
+    kept_access, kept_refresh, _ = session_of(people.therapist)  # another device
+    response = client.post(
+        "/api/v1/auth/logout", json={"refresh_token": token}, headers=bearer(access)
+    )
+    assert response.status_code == 204
+    assert_error(client.get("/api/v1/me", headers=bearer(access)), 401, contains="revoked")
+    assert_error(client.post("/api/v1/auth/refresh", json={"refresh_token": refresh}), 401)
+    assert db.session.get(LoginSession, session_id).revoked_reason == "logout"
+    # Only the login that asked: the account's other login keeps working.
+    assert client.get("/api/v1/me", headers=bearer(kept_access)).status_code == 200
+    assert (
+        client.post("/api/v1/auth/refresh", json={"refresh_token": kept_refresh}).status_code == 200
+    )
+
+
+def test_logout_with_the_refresh_token_of_another_own_login_revokes_both(
+    client, people, session_of
+):
+    access, _, _ = session_of(people.therapist)
+    other_access, other_refresh, _ = session_of(people.therapist)
+    response = client.post(
+        "/api/v1/auth/logout", json={"refresh_token": other_refresh}, headers=bearer(access)
+    )
+    assert response.status_code == 204
+    for token in (access, other_access):
+        assert_error(client.get("/api/v1/me", headers=bearer(token)), 401, contains="revoked")
 
 
 def test_logout_needs_a_token(client, people, session_of):
