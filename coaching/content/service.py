@@ -67,7 +67,8 @@ def _render_markdown(text: str) -> str:
 
 
 @lru_cache(maxsize=8)
-def _read_programme(path: str) -> dict:
+def _read_programme(path: str, mtime_ns: int) -> dict:
+    # Keyed on the modification time too: an edited file is read again.
     with open(path, "rb") as fh:
         return tomllib.load(fh)
 
@@ -78,18 +79,25 @@ def modules_dir() -> Path:
 
 
 def programme_definition() -> dict:
-    """Returns the parsed `modules/programme.toml`."""
-    return _read_programme(str(modules_dir() / "programme.toml"))
+    """Returns the parsed `modules/programme.toml` as it is on disk now."""
+    path = modules_dir() / "programme.toml"
+    return _read_programme(str(path), path.stat().st_mtime_ns)
 
 
 def programme_slug() -> str:
-    """Returns the slug of the programme patients enrol in."""
+    """Returns the slug of the programme patients enrol in (from the loaded release, else the
+    file: the release is what `modules sync` loaded, the file may be edited since)."""
+    release = latest_release()
+    if release is not None:
+        return release.programme_slug
     return programme_definition()["slug"]
 
 
 def programme_title(locale: str) -> str:
-    """Returns the programme's title in a locale (falling back to Dutch)."""
-    titles = programme_definition()["title"]
+    """Returns the programme's title in a locale, falling back to Dutch (from the loaded
+    release, else the file)."""
+    release = latest_release()
+    titles = release.title if release is not None else programme_definition()["title"]
     return titles.get(locale) or titles["nl"]
 
 

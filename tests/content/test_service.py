@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, date, datetime
 
+import pytest
 from sqlalchemy import func, select
 
 from coaching.content import service
@@ -11,7 +13,7 @@ from coaching.content.models import LessonProgress, ModuleCompletion
 from coaching.enrolment.service import enrollment_for
 from coaching.extensions import db
 from coaching.metrics.models import PatientActivity, UptakeEvent
-from tests.content.conftest import load, put_progress
+from tests.content.conftest import API, load, put_progress
 
 START_DAY = date(2026, 3, 2)
 
@@ -251,3 +253,50 @@ def test_progress_rows_point_at_the_version(world, content):
     )
     row = db.session.execute(select(LessonProgress)).scalar_one()
     assert row.version_id is not None and row.status == "started"
+
+
+# --- the programme's title and slug ------------------------------------------------------------
+
+
+@pytest.fixture
+def configured_copy(app, content_copy, monkeypatch):
+    """The writable copy of the fixture programme as the configured MODULES_DIR."""
+    monkeypatch.setitem(app.config, "MODULES_DIR", str(content_copy))
+    return content_copy
+
+
+def _rename_programme(folder, title: str, slug: str) -> None:
+    path = folder / "programme.toml"
+    text = path.read_text().replace('en = "Test programme"', f'en = "{title}"')
+    path.write_text(text.replace('slug = "test-programme"', f'slug = "{slug}"'))
+
+
+def test_invites_and_registrations_show_the_synced_title_and_slug(client, make, configured_copy):
+    load(configured_copy)
+    first = make.invite()
+    body = client.get(f"{API}/invites/{first.code}?locale=en").get_json()
+    assert body["programme_title"] == "Test programme"
+    _rename_programme(configured_copy, "Back on track", "back-on-track")
+    # Edited but not synced: patients still see what was loaded.
+    assert service.programme_title("en") == "Test programme"
+    assert service.programme_slug() == "test-programme"
+    assert load(configured_copy).release.title["en"] == "Back on track"
+    second = make.invite()
+    body = client.get(f"{API}/invites/{second.code}?locale=en").get_json()
+    assert body["programme_title"] == "Back on track"
+    assert service.programme_title("nl") == "Testprogramma"
+    patient = make.patient()
+    assert enrollment_for(patient.id).programme_slug == "back-on-track"
+
+
+def test_before_the_first_sync_title_and_slug_come_from_the_file(configured_copy):
+    assert service.programme_title("en") == "Test programme"
+    assert service.programme_slug() == "test-programme"
+    path = configured_copy / "programme.toml"
+    modified = path.stat().st_mtime_ns
+    _rename_programme(configured_copy, "Back on track", "back-on-track")
+    # The file is read again once changed (its time set apart: a file system may keep coarse
+    # times, and both writes can fall in one tick).
+    os.utime(path, ns=(modified + 10**9, modified + 10**9))
+    assert service.programme_title("en") == "Back on track"
+    assert service.programme_slug() == "back-on-track"
