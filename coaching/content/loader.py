@@ -30,6 +30,9 @@ BLOCK_ATTRIBUTES = {
 MIN_LESSONS, MAX_LESSONS = 2, 4
 MIN_EXERCISE_S, MAX_EXERCISE_S = 30, 3600
 MAX_ID_LENGTH = 64
+# Slugs and process names are stored in String(64) columns (content_modules.slug and .process,
+# content_lessons.slug, content_releases.programme_slug, enrollments.programme_slug).
+MAX_SLUG_LENGTH = 64
 DEFAULT_UNLOCK_DAYS = 7
 
 SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -230,6 +233,10 @@ def _table_line(lines: list[str], table: str) -> int:
     return _key_line(lines, "", table)
 
 
+def _too_long(name: str, value: str) -> str:
+    return f"{name} is {len(value)} characters long; at most {MAX_SLUG_LENGTH}"
+
+
 def _localized(
     value, path: Path, line: int, name: str, out: _Collector, *, required=True
 ) -> dict[str, str]:
@@ -269,6 +276,8 @@ def _read_programme_file(root: Path, out: _Collector) -> tuple[dict, list[str]] 
         out.error(
             path, _key_line(lines, "slug"), "'slug' must be lowercase letters, digits, dashes"
         )
+    elif len(slug) > MAX_SLUG_LENGTH:
+        out.error(path, _key_line(lines, "slug"), _too_long("'slug'", slug))
     data["title"] = _localized(data.get("title"), path, _table_line(lines, "title"), "title", out)
     days = data.get("unlock_days_per_module", DEFAULT_UNLOCK_DAYS)
     if isinstance(days, bool) or not isinstance(days, int) or not 0 <= days <= 365:
@@ -297,6 +306,11 @@ def _read_programme_file(root: Path, out: _Collector) -> tuple[dict, list[str]] 
                 path, _item_line(lines, "modules", slug, 2), f"module '{slug}' is listed twice"
             )
             continue
+        if len(slug) > MAX_SLUG_LENGTH:
+            # Its folder is still read: the rest of the module is checked too.
+            out.error(
+                path, _item_line(lines, "modules", slug), _too_long(f"module slug '{slug}'", slug)
+            )
         seen.add(slug)
         clean.append(slug)
     data["modules"] = clean
@@ -647,6 +661,8 @@ def _read_module(
         out.error(
             path, _key_line(lines, "process"), "'process' must name the ACT process (e.g. defusion)"
         )
+    elif len(process) > MAX_SLUG_LENGTH:
+        out.error(path, _key_line(lines, "process"), _too_long("'process'", process))
     title = _localized(data.get("title"), path, _table_line(lines, "title"), "title", out)
     summary = _localized(data.get("summary"), path, _table_line(lines, "summary"), "summary", out)
     known = {"slug", "process", "lessons", "title", "summary"}
@@ -679,6 +695,9 @@ def _read_module(
         if lesson_slug in listed:
             out.error(path, line, f"lesson '{lesson_slug}' is listed twice")
             continue
+        if len(lesson_slug) > MAX_SLUG_LENGTH:
+            # Its files are still read (and not reported as unlisted): the rest is checked too.
+            out.error(path, line, _too_long(f"lesson slug '{lesson_slug}'", lesson_slug))
         listed.add(lesson_slug)
         if lesson_slug in lesson_owner:
             out.error(

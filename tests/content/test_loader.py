@@ -8,8 +8,9 @@ import pytest
 from sqlalchemy import func, select
 
 from coaching.content import service
-from coaching.content.loader import read_programme
-from coaching.content.models import ContentLesson, ContentRelease, LessonVersion
+from coaching.content.loader import MAX_SLUG_LENGTH, read_programme
+from coaching.content.models import ContentLesson, ContentModule, ContentRelease, LessonVersion
+from coaching.enrolment.models import Enrollment
 from coaching.extensions import db
 from tests.content.conftest import BROKEN, VALID, load
 
@@ -160,6 +161,55 @@ def test_invalid_utf8_names_the_line(content_copy):
     assert [str(p) for p in report.errors] == [
         "modules/noticing/observer.nl.md:4: is not valid UTF-8"
     ]
+
+
+LONG = "x" * 60  # with any of the fixture's names, longer than the 64 of their columns
+
+
+def test_slug_limit_is_the_columns_length():
+    columns = (
+        ContentLesson.__table__.c.slug,
+        ContentModule.__table__.c.slug,
+        ContentModule.__table__.c.process,
+        ContentRelease.__table__.c.programme_slug,
+        Enrollment.__table__.c.programme_slug,
+    )
+    assert {column.type.length for column in columns} == {MAX_SLUG_LENGTH}
+
+
+def test_a_lesson_slug_longer_than_its_column_names_the_module_file_and_line(content_copy):
+    long_slug = f"how-pain-works-{LONG}"
+    module = content_copy / "first-steps"
+    _edit(module / "module.toml", '"how-pain-works"', f'"{long_slug}"')
+    for locale in ("nl", "en"):
+        (module / f"how-pain-works.{locale}.md").rename(module / f"{long_slug}.{locale}.md")
+    report = read_programme(content_copy)
+    assert [str(p) for p in report.errors] == [
+        f"modules/first-steps/module.toml:3: lesson slug '{long_slug}' is 75 characters long; "
+        "at most 64"
+    ]
+
+
+def test_a_module_slug_longer_than_its_column_names_the_programme_file_and_line(content_copy):
+    long_slug = f"noticing-{LONG}"
+    _edit(content_copy / "programme.toml", '"noticing"', f'"{long_slug}"')
+    (content_copy / "noticing").rename(content_copy / long_slug)
+    _edit(content_copy / long_slug / "module.toml", '"noticing"', f'"{long_slug}"')
+    report = read_programme(content_copy)
+    assert [str(p) for p in report.errors] == [
+        f"modules/programme.toml:7: module slug '{long_slug}' is 69 characters long; at most 64"
+    ]
+
+
+def test_a_programme_slug_or_process_longer_than_its_column_is_an_error(content_copy):
+    _edit(content_copy / "programme.toml", '"test-programme"', f'"test-programme-{LONG}"')
+    _edit(content_copy / "noticing" / "module.toml", '"present_moment"', f'"present_{LONG}"')
+    report = read_programme(content_copy)
+    assert [str(p) for p in report.errors] == [
+        "modules/noticing/module.toml:2: 'process' is 68 characters long; at most 64",
+        "modules/programme.toml:2: 'slug' is 75 characters long; at most 64",
+    ]
+    assert service.validate(content_copy).ok is False
 
 
 # --- sync ------------------------------------------------------------------------------------------
