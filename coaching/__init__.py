@@ -7,6 +7,8 @@
 | `COACHING_ENV` | `development` | `development`, `testing` or `production`; production validates strictly |
 | `DATABASE_URL` | SQLite file `instance/coaching.db` | SQLAlchemy URL (PostgreSQL in production) |
 | `SECRET_KEY` | a development key, with a warning | signs tokens and URLs; required (32+ chars) in production |
+| `AUDIT_HMAC_KEY` | derived from `SECRET_KEY` | the audit chain's HMAC key, kept outside the database (32+ chars in production) |
+| `AUDIT_LEGACY_LAST_SEQ` | `0` | audit rows up to this number predate the key and verify with plain SHA-256 |
 | `MEDIA_STORAGE` | `local` | `local` (files under `MEDIA_ROOT`) or `s3` |
 | `MEDIA_ROOT` | `./media` | where local media is kept |
 | `S3_BUCKET`, `S3_ENDPOINT_URL`, `S3_SSE` | none | the bucket, an S3-compatible endpoint, server-side encryption |
