@@ -20,5 +20,7 @@ class MediaDeletion(Base):
     key: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    # Deletes tried so far, the successful ones too: a row is deleted again until no upload URL
+    # for its key can still work (see `coaching/media/service.py`).
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)

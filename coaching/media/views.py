@@ -15,6 +15,8 @@ from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDeco
 from werkzeug.wsgi import get_input_stream
 
 from coaching.errors import AppError, Conflict, NotFound, PayloadTooLarge
+from coaching.extensions import db
+from coaching.media import service as media
 from coaching.media.storage import (
     DOWNLOAD_SALT,
     UPLOAD_SALT,
@@ -29,11 +31,20 @@ CHUNK = 1024 * 1024
 # Room for the form fields and part headers of a multipart upload around the file itself.
 FORM_OVERHEAD = 64 * 1024
 FIELD_LIMIT = 4096
+NOT_WANTED = "This upload is no longer wanted: the video was deleted or its time to upload passed"
 
 
 class BadUpload(AppError):
     code = 400
     default_message = "Malformed upload"
+
+
+def _require_wanted(key: str) -> None:
+    wanted = media.is_upload_wanted(key)
+    # No transaction stays open while the bytes stream in (a gigabyte on a phone's network).
+    db.session.commit()
+    if not wanted:
+        raise Conflict(NOT_WANTED)
 
 
 def _local() -> LocalStorage:
@@ -134,6 +145,9 @@ def upload(token: str):
     key, content_type, size = payload["k"], payload["t"], int(payload["n"])
     if storage.size_of(key) is not None:
         raise Conflict("This upload has already been received")
+    # The URL outlives what it was for: consent withdrawn, the patient erased, the upload's time
+    # over. Whatever let it go queued its deletion, perhaps before these bytes could be deleted.
+    _require_wanted(key)
     mimetype, options = parse_options_header(request.headers.get("Content-Type", ""))
     try:
         with storage.writer(key) as handle:
@@ -150,6 +164,10 @@ def upload(token: str):
     except FileExistsError as exc:
         # Two uploads raced for one URL: the first one to finish keeps the object.
         raise Conflict("This upload has already been received") from exc
+    if not media.is_upload_wanted(key):
+        # Let go while the bytes came in: its deletion may have run before they were stored.
+        storage.delete(key)
+        raise Conflict(NOT_WANTED)
     current_app.logger.info("media upload stored: %s bytes", size)
     return "", 204
 

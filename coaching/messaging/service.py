@@ -155,17 +155,35 @@ def _open_conversation_on_registration(*, patient, enrollment) -> None:
     ensure_conversation(patient_id=patient.id, therapist_id=enrollment.therapist_id)
 
 
-def _register_hook() -> None:
-    hooks = enrolment.REGISTRATION_HOOKS
-    name = _open_conversation_on_registration.__qualname__
-    if not any(
-        getattr(h, "__module__", None) == __name__ and getattr(h, "__qualname__", None) == name
-        for h in hooks
+def _is_awaiting_upload(key: str) -> bool:
+    """Returns whether a video message still waits for the bytes of this key."""
+    return (
+        db.session.execute(
+            select(Message.id).where(
+                Message.media_key == key,
+                Message.status == "awaiting_upload",
+                Message.upload_expires_at > clock.now(),
+            )
+        ).first()
+        is not None
+    )
+
+
+def _register_hooks() -> None:
+    for hooks, hook in (
+        (enrolment.REGISTRATION_HOOKS, _open_conversation_on_registration),
+        (media.UPLOAD_CHECKS, _is_awaiting_upload),
     ):
-        hooks.append(_open_conversation_on_registration)
+        # Once per function, even if this module is imported again.
+        name = hook.__qualname__
+        if not any(
+            getattr(h, "__module__", None) == __name__ and getattr(h, "__qualname__", None) == name
+            for h in hooks
+        ):
+            hooks.append(hook)
 
 
-_register_hook()
+_register_hooks()
 
 
 def _ensure_for(account: Account) -> None:

@@ -9,15 +9,25 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
+from coaching.media import service as media_service
 from coaching.media.storage import get_storage, new_key
 from tests.conftest import assert_error
 from tests.media.fixtures import upload_with_requests, upload_with_test_client
 
 BODY = bytes(range(256)) * 40  # 10 240 bytes
+# The keys some domain still waits for: a fake of the domains' checks (messaging tests its own).
+WANTED: set[str] = set()
+
+
+@pytest.fixture(autouse=True)
+def _wanted(monkeypatch):
+    WANTED.clear()
+    monkeypatch.setattr(media_service, "UPLOAD_CHECKS", [WANTED.__contains__])
 
 
 def _ticket(app, size=len(BODY), content_type="video/mp4", base_url=None):
     key = new_key()
+    WANTED.add(key)
     with app.test_request_context(base_url=base_url or "http://localhost"):
         ticket = get_storage().upload_ticket(key=key, content_type=content_type, size=size)
     return key, {
@@ -106,6 +116,23 @@ def test_forged_and_expired_upload_urls_are_refused(app, client, clock):
     assert_error(client.put(forged, data=BODY, content_type="video/mp4"), 403)
     clock.advance(minutes=10, seconds=1)
     assert_error(client.put(path, data=BODY, content_type="video/mp4"), 403, contains="expired")
+    assert get_storage().size_of(key) is None
+
+
+def test_an_upload_no_longer_wanted_is_refused(app, client):
+    key, upload = _ticket(app)
+    WANTED.discard(key)  # e.g. consent withdrawn after the URL was handed out
+    for method in ("POST", "PUT"):
+        refused = upload_with_test_client(client, {**upload, "method": method}, None, data=BODY)
+        assert_error(refused, 409, contains="no longer wanted")
+    assert get_storage().size_of(key) is None
+
+
+def test_an_upload_let_go_while_its_bytes_came_in_is_deleted(app, client, monkeypatch):
+    key, upload = _ticket(app)
+    answers = iter([True, False])  # wanted when it started, let go before it was stored
+    monkeypatch.setattr(media_service, "UPLOAD_CHECKS", [lambda _key: next(answers)])
+    assert_error(upload_with_test_client(client, upload, None, data=BODY), 409)
     assert get_storage().size_of(key) is None
 
 

@@ -13,13 +13,14 @@ from coaching import clock as app_clock
 from coaching.enrolment import service as enrolment
 from coaching.enrolment.models import Enrollment
 from coaching.extensions import db
+from coaching.media import service as media_service
 from coaching.media.models import MediaDeletion
-from coaching.media.storage import get_storage
+from coaching.media.storage import MAX_URL_TTL_SECONDS, get_storage
 from coaching.messaging import service
 from coaching.messaging.models import CoachingCycle, Conversation, Message
 from coaching.metrics.models import PatientActivity, UptakeEvent
 from coaching.notifications.models import Notification
-from tests.media.fixtures import upload_with_test_client
+from tests.media.fixtures import upload_with_requests, upload_with_test_client
 from tests.messaging.flows import (
     API,
     complete,
@@ -73,8 +74,10 @@ def test_registration_opens_the_conversation_once(world):
         if getattr(h, "__module__", "") == "coaching.messaging.service"
     ]
     assert len(hooks) == 1
-    service._register_hook()  # importing the module again appends nothing
+    checks = len(media_service.UPLOAD_CHECKS)
+    service._register_hooks()  # importing the module again appends nothing
     assert len(enrolment.REGISTRATION_HOOKS) == len(set(map(id, enrolment.REGISTRATION_HOOKS)))
+    assert len(media_service.UPLOAD_CHECKS) == checks
     assert (
         service.ensure_conversation(patient_id=world.patient.id, therapist_id=world.therapist.id).id
         == conversation.id
@@ -630,7 +633,94 @@ def test_withdrawing_video_consent_deletes_every_video_and_stops_new_ones(
     send_text(client, h("patient"), conversation["id"], "Tekst mag nog")
 
 
-def test_a_failed_deletion_stays_queued(h, client, world, sample_videos, monkeypatch):
+def _key_of(message: dict) -> str:
+    return _message(message["id"]).media_key
+
+
+def _queued(key: str) -> int:
+    return db.session.execute(
+        select(func.count(MediaDeletion.id)).where(MediaDeletion.key == key)
+    ).scalar_one()
+
+
+@pytest.mark.parametrize("how", ["consent_withdrawn", "erased"])
+def test_an_upload_url_handed_out_before_the_video_was_let_go_stores_nothing(
+    h, client, world, sample_videos, how
+):
+    from coaching.privacy.service import erase_patient
+
+    path, content_type = sample_videos["mp4"]
+    conversation = conversation_of(client, h("patient"))
+    message = start_video(client, h("patient"), conversation["id"], path, content_type)
+    key = _key_of(message)
+    if how == "erased":
+        erase_patient(patient=world.patient, requested_by=world.patient)
+        db.session.commit()
+    else:
+        withdrawn = client.delete(
+            f"{API}/me/consent/video", json={"confirm": True}, headers=h("patient")
+        )
+        assert withdrawn.status_code == 200
+    service.purge_deleted_media(app_clock.now())  # nothing stored yet: nothing to delete
+    late = upload_with_test_client(client, message["upload"], path)  # the URL still works
+    assert late.status_code == 409 and "no longer wanted" in late.get_json()["message"]
+    assert get_storage().size_of(key) is None
+
+
+def test_an_upload_after_its_time_passed_stores_nothing(h, client, world, sample_videos, clock):
+    path, content_type = sample_videos["mp4"]
+    conversation = conversation_of(client, h("patient"))
+    message = start_video(client, h("patient"), conversation["id"], path, content_type)
+    clock.advance(hours=23, minutes=55)
+    renewed = client.post(f"{API}/messages/{message['id']}/upload", headers=h("patient"))
+    assert renewed.status_code == 200, renewed.get_json()
+    clock.advance(minutes=5)  # the upload's day is over; the renewed URL still lives
+    late = upload_with_test_client(client, renewed.get_json()["upload"], path)
+    assert late.status_code == 409
+    assert get_storage().size_of(_key_of(message)) is None
+
+
+def test_a_deletion_is_repeated_until_no_upload_url_can_work(
+    h, client, world, sample_videos, clock
+):
+    path, content_type = sample_videos["mp4"]
+    conversation = conversation_of(client, h("patient"))
+    message = start_video(client, h("patient"), conversation["id"], path, content_type)
+    key = _key_of(message)
+    service.withdraw_video_consent(patient=world.patient)
+    db.session.commit()
+    assert service.purge_deleted_media(app_clock.now()) == 1  # nothing there yet
+    assert _queued(key) == 1
+    # A presigned POST to the store is still valid: the object appears after that purge.
+    clock.advance(seconds=MAX_URL_TTL_SECONDS - 60)
+    with get_storage().writer(key) as out:
+        out.write(path.read_bytes())
+    service.purge_deleted_media(app_clock.now())
+    assert get_storage().size_of(key) is None  # caught before the window is over
+    assert _queued(key) == 1
+    clock.advance(seconds=60)  # every upload URL of the key has expired now
+    service.purge_deleted_media(app_clock.now())
+    assert _queued(key) == 0
+
+
+def test_a_late_upload_to_s3_is_deleted(h, client, world, sample_videos, s3):
+    path, content_type = sample_videos["mp4"]
+    conversation = conversation_of(client, h("patient"))
+    message = start_video(client, h("patient"), conversation["id"], path, content_type)
+    assert message["upload"]["url"].startswith(s3.server.url)
+    key = _key_of(message)
+    service.withdraw_video_consent(patient=world.patient)
+    db.session.commit()
+    service.purge_deleted_media(app_clock.now())
+    # The store cannot ask us: the presigned POST takes the bytes until it expires.
+    late = upload_with_requests(message["upload"], path)
+    assert late.status_code in (200, 204), late.text
+    assert get_storage().size_of(key) == path.stat().st_size
+    service.purge_deleted_media(app_clock.now())
+    assert get_storage().size_of(key) is None
+
+
+def test_a_failed_deletion_stays_queued(h, client, world, sample_videos, clock, monkeypatch):
     path, content_type = sample_videos["junk"]
     conversation = conversation_of(client, h("patient"))
     send_video(client, h("patient"), conversation["id"], path, content_type)
@@ -644,5 +734,6 @@ def test_a_failed_deletion_stays_queued(h, client, world, sample_videos, monkeyp
     row = db.session.execute(select(MediaDeletion)).scalar_one()
     assert row.attempts == 1 and "unreachable" in row.last_error
     monkeypatch.undo()
+    clock.advance(seconds=MAX_URL_TTL_SECONDS)  # no upload URL of the key works any more
     assert service.purge_deleted_media(app_clock.now()) == 1
     assert db.session.execute(select(func.count(MediaDeletion.id))).scalar_one() == 0
