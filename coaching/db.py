@@ -66,3 +66,15 @@ def utc_iso(value: datetime | None) -> str | None:
     if value is None:
         return None
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def dialect_insert(model):
+    """Returns an INSERT into `model` of the database in use (PostgreSQL's or SQLite's), which
+    have the same `on_conflict_do_nothing` / `on_conflict_do_update`."""
+    from coaching.extensions import db
+
+    if db.session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(model)

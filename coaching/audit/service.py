@@ -11,13 +11,11 @@ from datetime import datetime
 
 from flask import current_app, has_request_context, request
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from coaching import clock
 from coaching.audit.models import GENESIS_HASH, AuditChainHead, AuditEntry
-from coaching.db import utc_iso
+from coaching.db import dialect_insert, utc_iso
 from coaching.errors import ServiceUnavailable
 from coaching.extensions import db
 
@@ -84,10 +82,8 @@ def _lock_head() -> int:
 def _take_head() -> AuditChainHead:
     if _lock_head() == 0:
         # The very first row: create the head once, whoever gets there first.
-        postgres = db.session.get_bind().dialect.name == "postgresql"
-        insert = pg_insert if postgres else sqlite_insert
         db.session.execute(
-            insert(AuditChainHead)
+            dialect_insert(AuditChainHead)
             .values(id=1, last_seq=0, last_hash=GENESIS_HASH)
             .on_conflict_do_nothing(index_elements=["id"])
         )

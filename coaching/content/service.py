@@ -32,7 +32,7 @@ from coaching.content.models import (
     LessonVersion,
     ModuleCompletion,
 )
-from coaching.db import new_id
+from coaching.db import dialect_insert, new_id
 from coaching.enrolment.models import Enrollment
 from coaching.errors import Forbidden, NotFound, ValidationFailed
 from coaching.extensions import db
@@ -843,11 +843,7 @@ def _lock_enrollment(patient: Account) -> Enrollment:
 
 def _insert_ignore(model):
     """Returns an INSERT of the dialect in use that leaves a row already there alone."""
-    if db.session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(model).on_conflict_do_nothing()
+    return dialect_insert(model).on_conflict_do_nothing()
 
 
 def _insert_progress(

@@ -25,6 +25,7 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.schema import CreateIndex
 
 from coaching import clock
+from coaching.db import dialect_insert
 from coaching.extensions import db
 from coaching.metrics.models import (
     DURATION_COLUMNS,
@@ -180,10 +181,6 @@ def record_patient_event(*, patient_id: str, name: str, occurred_at: datetime | 
 
 
 def _upsert_ignore(model, values: dict) -> None:
-    if db.session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
     db.session.execute(dialect_insert(model).values(**values).on_conflict_do_nothing())
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from coaching import clock
 from coaching.accounts.models import Account
+from coaching.db import dialect_insert
 from coaching.errors import NotFound, ValidationFailed
 from coaching.extensions import db
 from coaching.notifications.models import (
@@ -105,12 +106,7 @@ def insert_ignore(rows: list[dict]) -> int:
     """
     if not rows:
         return 0
-    dialect = db.session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(Notification).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    stmt = dialect_insert(Notification).on_conflict_do_nothing(index_elements=["idempotency_key"])
     result = db.session.execute(stmt.returning(Notification.id), rows)
     return len(result.all())
 
