@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from coaching import clock
 from coaching.accounts.models import Account
@@ -78,15 +78,32 @@ def _audit(actor: Account, appointment: Appointment, action: str) -> None:
     )
 
 
-def _overlapping(therapist_id: str, starts_at: datetime, ends_at: datetime) -> bool:
-    candidates = db.session.execute(
-        select(Appointment).where(
-            Appointment.therapist_id == therapist_id,
-            Appointment.cancelled_at.is_(None),
-            Appointment.starts_at < ends_at,
-            Appointment.starts_at > starts_at - timedelta(minutes=MAX_DURATION),
-        )
-    ).scalars()
+def _lock_therapist(therapist: Account) -> None:
+    """Lock the therapist's account row until the transaction ends (on PostgreSQL).
+
+    Plans of one therapist queue here, so each checks for an overlap after the one before it
+    committed (a new snapshot under READ COMMITTED). FOR NO KEY UPDATE, so that rows referring
+    to the account (audit entries, messages) can still be written meanwhile. SQLite takes no
+    lock for a SELECT: there the overlap is checked again after the insert instead (SQLite runs
+    one writer at a time, so the second writer's check sees the first's appointment).
+    """
+    db.session.execute(
+        select(Account.id).where(Account.id == therapist.id).with_for_update(key_share=True)
+    )
+
+
+def _overlapping(
+    therapist_id: str, starts_at: datetime, ends_at: datetime, *, besides: str | None = None
+) -> bool:
+    stmt = select(Appointment).where(
+        Appointment.therapist_id == therapist_id,
+        Appointment.cancelled_at.is_(None),
+        Appointment.starts_at < ends_at,
+        Appointment.starts_at > starts_at - timedelta(minutes=MAX_DURATION),
+    )
+    if besides is not None:
+        stmt = stmt.where(Appointment.id != besides)
+    candidates = db.session.execute(stmt).scalars()
     return any(a.ends_at > starts_at for a in candidates)
 
 
@@ -114,6 +131,7 @@ def plan_appointment(
             "duration_minutes", f"Must be {MIN_DURATION} to {MAX_DURATION} minutes."
         )
     ends_at = starts_at + timedelta(minutes=duration_minutes)
+    _lock_therapist(therapist)
     if _overlapping(therapist.id, starts_at, ends_at):
         raise Conflict("You already have an appointment at that time")
     appointment = Appointment(
@@ -127,6 +145,10 @@ def plan_appointment(
     )
     db.session.add(appointment)
     db.session.flush()
+    # Another plan may have passed the check at the same time (SQLite, see _lock_therapist):
+    # the later writer sees the earlier one's appointment now, and its transaction rolls back.
+    if _overlapping(therapist.id, starts_at, ends_at, besides=appointment.id):
+        raise Conflict("You already have an appointment at that time")
     _audit(therapist, appointment, "create")
     return appointment
 
@@ -195,10 +217,18 @@ def cancel(*, account: Account, appointment_id: str, reason: str | None = None) 
     now = clock.now()
     if appointment.ends_at <= now:
         raise Conflict("This appointment has already taken place")
-    appointment.cancelled_at = now
-    appointment.cancelled_by = account.id
-    appointment.cancel_reason = reason
-    db.session.flush()
+    # Only while it is still planned: the other side may be cancelling it at the same moment,
+    # and the appointment read above does not know (the later cancel changes nothing, and
+    # neither the canceller nor the notification is overwritten or sent twice).
+    cancelled = db.session.execute(
+        update(Appointment)
+        .where(Appointment.id == appointment.id, Appointment.cancelled_at.is_(None))
+        .values(cancelled_at=now, cancelled_by=account.id, cancel_reason=reason)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.refresh(appointment)
+    if cancelled != 1:
+        return appointment
     if account.role == "patient":
         _notify(appointment, appointment.therapist_id, "cancelled_by_patient")
     else:
