@@ -48,7 +48,7 @@ def seed(ctx, progress) -> None:
         db.session.add(invite)
         db.session.flush()
         service.record_event(invite=invite, name="invited", occurred_at=created)
-        at = created
+        at = registered = created
         for step, chance in enumerate(BASE, start=1):
             if source == "insurer" and step == 1:
                 chance = 0.35
@@ -57,10 +57,25 @@ def seed(ctx, progress) -> None:
             if rng.random() > chance:
                 break
             hours = rng.expovariate(1 / (96 if channel == "letter" and step == 1 else 30))
-            at += timedelta(hours=hours) if step != 7 else timedelta(days=rng.uniform(21, 27))
+            at += timedelta(hours=hours)
+            if step == 7:
+                # Activity in days 21-27 after enrolment (registration), as record_activity
+                # would find it (docs/metrics.md), and not before the first video exchange.
+                earliest = max(at, registered + timedelta(days=21))
+                room = (registered + timedelta(days=28) - earliest).total_seconds() - 1
+                if room < 0:
+                    break
+                at = earliest + timedelta(seconds=rng.uniform(0, room))
             if step == 8:
                 at = created + timedelta(days=rng.uniform(84, 100))
-            if at > now:
-                break
+            if at > now or (step <= 2 and at >= invite.expires_at):
+                break  # not yet, or the invite expired before it was opened or used
+            if step == 1:
+                invite.opened_at = at
+            if step == 2:
+                # Redeemed by a patient the demo does not create (as after an erasure).
+                invite.redeemed_at = registered = at
             service.record_event(invite=invite, name=FUNNEL_STEPS[step], occurred_at=at)
+        if n % 20 == 0:
+            progress.set_postfix_str(f"metrics {n}/{INVITES} invites")
     db.session.flush()
