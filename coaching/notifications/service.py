@@ -283,16 +283,16 @@ def _in_window(at: time, start: time, end: time) -> bool:
     return at >= start or at < end
 
 
-def update_settings(account: Account, changes: dict) -> dict:
-    """Change the account's reminder settings (fields left out stay as they are); returns them.
+def _settings_for_update(account: Account) -> ReminderSettings:
+    """Returns the account's settings row, locked, created with the defaults if it had none.
 
-    A new daily time or time zone moves the account's daily reminders that are still to come.
+    Two first changes at once (the app saving two switches quickly) both find no row: the
+    INSERT that does nothing on a conflict lets the second wait for the first and then change
+    the row the first wrote, instead of colliding with it (409) or overwriting its change.
     """
-    from coaching.accounts.service import check_timezone
-
-    settings = db.session.get(ReminderSettings, account.id)
-    if settings is None:
-        settings = ReminderSettings(
+    db.session.execute(
+        dialect_insert(ReminderSettings)
+        .values(
             account_id=account.id,
             daily_time=DEFAULT_DAILY_TIME,
             quiet_start=DEFAULT_QUIET_START,
@@ -301,9 +301,27 @@ def update_settings(account: Account, changes: dict) -> dict:
             pause_until=None,
             updated_at=clock.now(),
         )
-        db.session.add(settings)
-    if "timezone" in changes:
-        account.timezone = check_timezone(changes["timezone"])
+        .on_conflict_do_nothing(index_elements=["account_id"])
+    )
+    return db.session.execute(
+        select(ReminderSettings)
+        .where(ReminderSettings.account_id == account.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+
+
+def update_settings(account: Account, changes: dict) -> dict:
+    """Change the account's reminder settings (fields left out stay as they are); returns them.
+
+    A new daily time or time zone moves the account's daily reminders that are still to come.
+    """
+    from coaching.accounts.service import check_timezone
+
+    timezone = check_timezone(changes["timezone"]) if "timezone" in changes else None
+    settings = _settings_for_update(account)
+    if timezone is not None:
+        account.timezone = timezone
     if "daily_time" in changes:
         settings.daily_time = changes["daily_time"]
     if "quiet_hours" in changes:

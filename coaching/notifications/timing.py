@@ -48,13 +48,26 @@ def quiet_end(at: datetime, start: time | None, end: time | None, timezone: str)
     today = local.date()
     if start < end:
         if start <= now_t < end:
-            return at_local(today, end, timezone)
+            return _end_after(at, today, end, zone)
         return None
     if now_t >= start:
         return at_local(date.fromordinal(today.toordinal() + 1), end, timezone)
     if now_t < end:
-        return at_local(today, end, timezone)
+        return _end_after(at, today, end, zone)
     return None
+
+
+def _end_after(at: datetime, day: date, end: time, zone: ZoneInfo) -> datetime:
+    """Returns the end of quiet hours on `day` still to come at `at`.
+
+    On the night the clocks go back an end in the repeated hour (02:30) happens twice: at 02:15
+    the second time round the first 02:30 is an hour ago, and a postponement to it would be due
+    again at once (the dispatcher would claim and postpone the row over and over).
+    """
+    first = datetime.combine(day, end, tzinfo=zone).astimezone(UTC)
+    if first > at:
+        return first
+    return datetime.combine(day, end, tzinfo=zone).replace(fold=1).astimezone(UTC)
 
 
 @dataclass
