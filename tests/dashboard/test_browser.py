@@ -176,3 +176,53 @@ def test_dashboard_refuses_patients(world, server, browser):
     page.locator("#signin-error", has_text="owners").wait_for(timeout=15000)
     assert "owners and therapists" in page.text_content("#signin-error")
     assert page.is_hidden("#board")
+
+
+def _sign_in(page, server, account):
+    page.goto(server + "/dashboard")
+    page.fill("#email", account.email)
+    page.fill("#password", PASSWORD)
+    page.click("#signin-button")
+
+
+def test_an_expired_token_is_refreshed_once_for_the_parallel_requests(
+    world, make, clock, server, browser
+):
+    # The access token expires between the retention request and the three requests that
+    # follow it side by side; each refresh token works once (a second use revokes the login).
+    _outcomes_and_messages(world, make, clock)
+    page = browser.new_page()
+    errors, refreshes = [], []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("request", lambda r: "/auth/refresh" in r.url and refreshes.append(r.url))
+
+    def expire_after(route):
+        response = route.fetch()
+        clock.advance(minutes=16)
+        route.fulfill(response=response)
+
+    page.route("**/api/v1/metrics/retention*", expire_after)
+    _sign_in(page, server, world.therapist)
+    page.wait_for_selector("body[data-loaded=true]", timeout=15000)
+    assert len(refreshes) == 1
+    assert page.locator("#reminders th", has_text="Category").count() == 1
+    assert page.locator("#coaching td[data-field=replies]").count() >= 1
+    row = page.locator(f"#coaching tr[data-therapist='{world.therapist.id}']")
+    assert row.count() == 1  # the therapist's own
+    assert page.locator(f"#coaching tr[data-therapist='{world.colleague.id}']").count() == 0
+    assert errors == []
+
+
+def test_a_login_that_ended_asks_to_sign_in_again(world, clock, server, browser):
+    page = browser.new_page()
+    _sign_in(page, server, world.owner)
+    page.wait_for_selector("body[data-loaded=true]", timeout=15000)
+    clock.advance(days=31)  # the access and the refresh token have both expired
+    page.click("#refresh")
+    page.locator("#signin-error", has_text="sign in again").wait_for(timeout=15000)
+    assert page.is_visible("#signin") and page.is_hidden("#board")
+    assert page.input_value("#email") == world.owner.email
+    page.fill("#password", PASSWORD)
+    page.click("#signin-button")
+    page.locator("#status", has_text="Updated").wait_for(timeout=15000)
+    assert page.is_visible("#board")

@@ -48,7 +48,7 @@ async function signIn(email, password) {
   return body;
 }
 
-async function refreshToken() {
+async function exchangeRefreshToken() {
   const response = await fetch(API + "/auth/refresh", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
@@ -61,10 +61,37 @@ async function refreshToken() {
   return true;
 }
 
+// One refresh at a time: the requests sent side by side that all find the access token expired
+// wait for the same one. A refresh token works once, and presenting it again revokes the login.
+let refreshing = null;
+function refreshToken() {
+  if (!refreshing) refreshing = exchangeRefreshToken().finally(() => { refreshing = null; });
+  return refreshing;
+}
+
+// The login has ended (refresh token expired or revoked): back to the sign-in form, which
+// says so, instead of a board whose every request fails.
+function sessionEnded() {
+  state.token = state.refresh = null;
+  $("board").hidden = true;
+  $("signout").hidden = true;
+  $("signin").hidden = false;
+  $("who").textContent = "";
+  $("password").value = "";
+  $("signin-error").textContent = "Your session has ended: please sign in again.";
+  delete document.body.dataset.loaded;
+}
+
 async function api(path, raw) {
-  let response = await fetch(API + path, { headers: { Authorization: "Bearer " + state.token } });
-  if (response.status === 401 && state.refresh && (await refreshToken())) {
-    response = await fetch(API + path, { headers: { Authorization: "Bearer " + state.token } });
+  const send = () => fetch(API + path, { headers: { Authorization: "Bearer " + state.token } });
+  const sentWith = state.token;
+  let response = await send();
+  if (response.status === 401 && state.token) {
+    // Another request may have refreshed the token meanwhile: then only send again.
+    if (state.token !== sentWith || (state.refresh && (await refreshToken()))) {
+      response = await send();
+    }
+    if (response.status === 401) sessionEnded();
   }
   if (!response.ok) {
     let message = response.statusText;
