@@ -91,11 +91,21 @@ def get_invite_for(therapist: Account, code: str) -> Invite:
 def revoke_invite(*, therapist: Account, code: str) -> None:
     """Revoke a therapist's own invite; a redeemed one cannot be revoked."""
     invite = get_invite_for(therapist, code)
+    if invite.redeemed_at is None and invite.revoked_at is None:
+        # Only while it is still unused: a patient may be registering with the code at this
+        # moment, and the invite read above does not know (a used invite marked revoked would
+        # answer 204 and show the therapist a registered patient's invite as revoked).
+        db.session.execute(
+            update(Invite)
+            .where(
+                Invite.id == invite.id, Invite.redeemed_at.is_(None), Invite.revoked_at.is_(None)
+            )
+            .values(revoked_at=clock.now())
+            .execution_options(synchronize_session=False)
+        )
+        db.session.refresh(invite)
     if invite.redeemed_at is not None:
         raise Conflict("This invite was already redeemed")
-    if invite.revoked_at is None:
-        invite.revoked_at = clock.now()
-    db.session.flush()
 
 
 def _usable_invite(code: str) -> Invite:
@@ -252,6 +262,34 @@ def has_current_consent(*, patient_id: str) -> bool:
     return cache[patient_id]
 
 
+def _lock_patient(patient: Account) -> None:
+    """Lock the patient's account row until the transaction ends (on PostgreSQL).
+
+    Acceptances of one patient queue here, so each looks for an acceptance after the one before
+    it committed (a new snapshot under READ COMMITTED). FOR NO KEY UPDATE, so that rows
+    referring to the account can still be written meanwhile. SQLite takes no lock for a
+    SELECT: there the look-up is repeated after the insert instead (SQLite runs one writer at a
+    time, so the second writer's look-up sees the first's row).
+    """
+    db.session.execute(
+        select(Account.id).where(Account.id == patient.id).with_for_update(key_share=True)
+    )
+
+
+def _other_acceptance(patient_id: str, version: str, *, besides: str) -> ConsentAcceptance | None:
+    return db.session.execute(
+        select(ConsentAcceptance)
+        .where(
+            ConsentAcceptance.patient_id == patient_id,
+            ConsentAcceptance.version == version,
+            ConsentAcceptance.withdrawn_at.is_(None),
+            ConsentAcceptance.id != besides,
+        )
+        .order_by(ConsentAcceptance.accepted_at, ConsentAcceptance.id)
+        .limit(1)
+    ).scalar_one_or_none()
+
+
 def accept_consent(*, patient: Account, version: str, video: bool = True) -> ConsentAcceptance:
     """Returns the patient's acceptance of the current version; an outdated version conflicts."""
     if version != current_consent_version():
@@ -259,21 +297,29 @@ def accept_consent(*, patient: Account, version: str, video: bool = True) -> Con
             f"Consent version {version} is outdated; the current version is "
             f"{current_consent_version()}"
         )
+    _lock_patient(patient)
     existing = current_acceptance(patient.id)
+    if existing is None:
+        acceptance = ConsentAcceptance(
+            patient_id=patient.id,
+            version=version,
+            locale=patient.locale,
+            accepted_at=clock.now(),
+            is_video_accepted=video,
+        )
+        db.session.add(acceptance)
+        db.session.flush()
+        # Another acceptance may have passed the look-up at the same time (SQLite, see
+        # _lock_patient): the later writer sees the earlier one's row now, and keeps that one.
+        existing = _other_acceptance(patient.id, version, besides=acceptance.id)
+        if existing is not None:
+            db.session.delete(acceptance)
+            db.session.flush()
     if existing is not None:
         if existing.is_video_accepted != video:
             existing.is_video_accepted = video
             db.session.flush()
         return existing
-    acceptance = ConsentAcceptance(
-        patient_id=patient.id,
-        version=version,
-        locale=patient.locale,
-        accepted_at=clock.now(),
-        is_video_accepted=video,
-    )
-    db.session.add(acceptance)
-    db.session.flush()
     g.pop("_consent_cache", None)
     metrics.record_patient_event(
         patient_id=patient.id, name="consented", occurred_at=acceptance.accepted_at
