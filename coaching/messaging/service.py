@@ -557,13 +557,27 @@ def mark_read(*, account: Account, message: Message) -> None:
     """Record that the receiver has read a message (again: no change)."""
     if message.sender_role == account.role:
         raise Forbidden("Only the receiver marks a message read")
-    if message.read_at is None:
-        message.read_at = clock.now()
-        if account.role == "patient":
-            metrics.record_activity(
-                patient_id=account.id, kind="message_read", occurred_at=message.read_at
-            )
+    now = clock.now()
+    if _set_once(message, "read_at", now) and account.role == "patient":
+        metrics.record_activity(patient_id=account.id, kind="message_read", occurred_at=now)
     db.session.flush()
+
+
+def _set_once(message: Message, name: str, now: datetime) -> bool:
+    """Set a message's `read_at` or `watched_at` unless it is set; returns whether this did.
+
+    A compare-and-set in the database, not on the row as loaded: two devices reading the same
+    message at once both loaded it unread, and both would record the patient's activity.
+    """
+    column = getattr(Message, name)
+    changed = db.session.execute(
+        update(Message)
+        .where(Message.id == message.id, column.is_(None))
+        .values({name: now})
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.refresh(message, [name])
+    return changed == 1
 
 
 def mark_watched(*, account: Account, message: Message) -> None:
@@ -573,12 +587,9 @@ def mark_watched(*, account: Account, message: Message) -> None:
     if message.kind != "video":
         raise Conflict("Only a video can be watched")
     now = clock.now()
-    if message.watched_at is None:
-        message.watched_at = now
-        if account.role == "patient":
-            metrics.record_activity(patient_id=account.id, kind="video_watched", occurred_at=now)
-    if message.read_at is None:
-        message.read_at = now
+    if _set_once(message, "watched_at", now) and account.role == "patient":
+        metrics.record_activity(patient_id=account.id, kind="video_watched", occurred_at=now)
+    _set_once(message, "read_at", now)
     db.session.flush()
 
 
