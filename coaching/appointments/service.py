@@ -121,6 +121,10 @@ def plan_appointment(
     It must lie ahead (at most a year) and not overlap another of the therapist's appointments.
     """
     patient = _patient_for_therapist(therapist, patient_id)
+    if not patient.is_active:
+        # A closed account (erased, its medical record kept): nobody can sign in to see the
+        # appointment, and its reminders would go to nobody.
+        raise NotFound("Patient not found")
     now = clock.now()
     if starts_at < now:
         raise ValidationFailed.field("starts_at", "Lies in the past.")
