@@ -214,8 +214,10 @@ def configure_hooks(app: Flask) -> None:
         n = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
     from coaching.auth import forget_request_state
+    from coaching.web import refuse_non_json_body
 
     app.before_request(forget_request_state)
+    app.before_request(refuse_non_json_body)
     app.json.sort_keys = False
     origins = [o.strip() for o in (app.config.get("CORS_ORIGINS") or "").split(",") if o.strip()]
     if origins:

@@ -17,11 +17,32 @@ db = SQLAlchemy(model_class=Base)
 migrate = Migrate(compare_type=True, render_as_batch=True)
 
 
+# The X-Pagination header as API.md has it (smorest's own documents first_page, next_page, ...
+# and no page_size, and forbids other properties: a generated client would refuse the header).
+PAGINATION_HEADER_DOC = {
+    "description": "Pagination metadata, a JSON object",
+    "schema": {
+        "type": "object",
+        "properties": {
+            "total": {"type": "integer", "description": "Items in all pages"},
+            "total_pages": {"type": "integer", "description": "Pages of `page_size` items"},
+            "page": {"type": "integer", "description": "This page's number, from 1"},
+            "page_size": {"type": "integer", "description": "Items per page"},
+        },
+        "required": ["total", "total_pages", "page", "page_size"],
+    },
+}
+
+
 class CoachingApi(Api):
     """flask-smorest's Api, answering every HTTP error in the contract's shape."""
 
     def handle_http_exception(self, error):
         return render_http_exception(error)
+
+    def _register_pagination_header(self):
+        # Every paginated answer's X-Pagination refers to this component.
+        self.spec.components.header("PAGINATION", PAGINATION_HEADER_DOC, lazy=True)
 
 
 class Blueprint(SmorestBlueprint):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import functools
 
-from flask import make_response
+from flask import make_response, request
 
 from coaching import idempotency
+from coaching.errors import UnsupportedMediaType
 from coaching.extensions import db
 
 
@@ -65,3 +66,19 @@ def paginate_select(stmt, pagination_parameters, *, scalars: bool = True):
     page_stmt = stmt.limit(pagination_parameters.page_size).offset(offset)
     result = db.session.execute(page_stmt)
     return list(result.scalars() if scalars else result)
+
+
+# Methods whose request may carry a body; the API reads every body as JSON.
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def refuse_non_json_body() -> None:
+    """Answers 415 for a request body under /api/ that is not JSON (API.md: "JSON in and out",
+    415 wrong media type). Without this, a body sent as text/plain or a form was read as no body
+    at all: `PATCH /me` answered 200 and changed nothing. Video bytes go to /media/, not here."""
+    if request.method not in _BODY_METHODS or not request.path.startswith("/api/"):
+        return
+    if not (request.content_length or request.headers.get("Transfer-Encoding")):
+        return  # no body
+    if not request.is_json:  # application/json or a +json type
+        raise UnsupportedMediaType("The request body must be JSON (Content-Type: application/json)")

@@ -16,7 +16,8 @@ blp = Blueprint("audit", __name__, url_prefix="/api/v1", description="Access log
 
 @blp.route("/me/access-log")
 class MyAccessLog(MethodView):
-    @auth_required("patient", consent=False)
+    # Behind the current consent like every patient endpoint but those API.md exempts.
+    @auth_required("patient")
     @blp.response(200, schemas.AccessLogEntrySchema(many=True))
     @blp.paginate()
     def get(self, pagination_parameters):

@@ -102,7 +102,7 @@ class MyToday(MethodView):
 
 @blp.route("/me/events")
 class MyEvents(MethodView):
-    @transaction()
+    @transaction(idempotent=True)  # API.md: a POST that creates something takes Idempotency-Key
     @auth_required("patient")
     @blp.arguments(schemas.EventCreateSchema)
     @blp.response(202, schemas.EventSchema)

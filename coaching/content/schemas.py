@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from marshmallow import fields, validate
+from marshmallow import ValidationError, fields, validate
 
 from coaching.appointments.schemas import AppointmentSchema, AwareDateTime
 from coaching.content.models import PROGRESS_STATUSES
@@ -90,15 +90,23 @@ class LessonSchema(BaseSchema):
     blocks = fields.List(fields.Nested(BlockSchema))
 
 
+def _at_most_answers(answers: dict) -> None:
+    # A function, not validate.Length: apispec documents that as maxLength, which an object
+    # does not have (maxProperties is set in the field's metadata instead).
+    if len(answers) > MAX_ANSWERS:
+        raise ValidationError(f"At most {MAX_ANSWERS} answers.")
+
+
 class ProgressUpdateSchema(BaseSchema):
     status = one_of(PROGRESS_STATUSES, required=True)
     answers = fields.Dict(
         keys=fields.String(validate=validate.Length(min=1, max=64)),
         values=fields.Raw(allow_none=True),
-        validate=validate.Length(max=MAX_ANSWERS),
+        validate=_at_most_answers,
         metadata={
             "description": "By block id: a reflection's text, or an exercise's true (done) or "
-            "text; null removes an answer"
+            "text; null removes an answer",
+            "maxProperties": MAX_ANSWERS,
         },
     )
 

@@ -239,6 +239,7 @@ def test_bad_answers_are_422_naming_the_block(client, world, content, answers, f
         ({"status": "started", "answers": "x"}, "answers"),
         ({"status": "started", "answers": {"x" * 65: "a"}}, "answers." + "x" * 65),
         ({"status": 5}, "status"),
+        ({"status": "started", "answers": {f"b{n}": "a" for n in range(51)}}, "answers"),
     ],
 )
 def test_bad_progress_bodies(client, world, content, body, field):
@@ -282,6 +283,19 @@ def test_events_from_the_allow_list_are_recorded(client, world, content, clock):
         )
     ).all()
     assert sorted(rows) == sorted([("app_opened", clock.now()), ("exercise_started", earlier)])
+
+
+def test_an_event_sent_again_with_its_idempotency_key_is_recorded_once(client, world, content):
+    headers = {**world.h["patient"], "Idempotency-Key": "app-opened-1"}
+    first = client.post(f"{API}/me/events", json={"name": "app_opened"}, headers=headers)
+    again = client.post(f"{API}/me/events", json={"name": "app_opened"}, headers=headers)
+    assert (first.status_code, again.status_code) == (202, 202)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.get_json() == first.get_json()
+    kinds = db.session.execute(
+        select(PatientActivity.kind).where(PatientActivity.patient_id == world.patient.id)
+    ).scalars()
+    assert list(kinds) == ["app_opened"]
 
 
 @pytest.mark.parametrize(

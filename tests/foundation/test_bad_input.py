@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from coaching.enrolment import service as enrolment
-from coaching.extensions import limiter
+from coaching.extensions import db, limiter
 from tests.conftest import PASSWORD, assert_error
 from tests.foundation.conftest import table_counts
 
@@ -207,9 +207,29 @@ def test_deeply_nested_json_is_400_everywhere(client, people):
         assert_error(response, 400)
 
 
-def test_bodies_without_the_json_content_type_are_not_read(client, people):
-    """A form post carries no JSON: required fields are missing (422), never a 500."""
-    response = client.post(
-        "/api/v1/practices", data={"name": "x", "city": "y"}, headers=people.h["owner"]
-    )
-    assert_error(response, 422, field="name")
+def test_bodies_that_are_not_json_are_415_and_change_nothing(client, people):
+    """API.md: JSON in and out, 415 for a wrong media type. A JSON text sent as text/plain, or a
+    form, was read as no body at all (`PATCH /me` answered 200 and changed nothing)."""
+    auths = {e.role: people.h[e.role] if e.role else {} for e in ENDPOINTS.values()}
+    db.session.commit()  # the people and their logins: counting rolls back first
+    before = table_counts()
+    checked = 0
+    for endpoint in ENDPOINTS.values():
+        path = endpoint.path.replace("{practice}", "p")
+        auth = auths[endpoint.role]
+        for content_type, body in (
+            ("text/plain", json.dumps(endpoint.valid)),
+            ("application/x-www-form-urlencoded", "name=x&city=y"),
+        ):
+            limiter.reset()
+            response = getattr(client, endpoint.method)(
+                path, data=body, headers={**auth, "Content-Type": content_type}
+            )
+            assert_error(response, 415)
+            assert "JSON" in response.get_json()["message"]
+            checked += 1
+    assert checked > 8
+    assert table_counts() == before
+    # A request without a body needs no content type.
+    assert client.get("/api/v1/me", headers=people.h["owner"]).status_code == 200
+    assert client.post("/api/v1/auth/logout", headers=people.h["owner"]).status_code != 415

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 
 from tests.conftest import assert_error
@@ -88,3 +89,19 @@ def test_docs_page_and_its_static_assets(client):
         response.close()
     assert client.get("/api/docs/static/no-such-file.js").status_code == 404
     assert client.get("/api/docs/static/../../wsgi.py").status_code == 404
+
+
+def test_openapi_documents_the_pagination_header_that_is_sent(client, make):
+    """X-Pagination as API.md has it (total, total_pages, page, page_size), not smorest's own
+    fields; and an object's size limit as maxProperties (maxLength is for strings)."""
+    spec = client.get("/api/openapi.json").get_json()
+    documented = spec["components"]["headers"]["PAGINATION"]["schema"]
+    assert "PaginationMetadata" not in spec["components"].get("schemas", {})
+    owner = make.owner()
+    response = client.get("/api/v1/practices", headers=make.headers(owner))
+    sent = json.loads(response.headers["X-Pagination"])
+    assert set(sent) == set(documented["properties"]) == set(documented["required"])
+    progress = spec["paths"]["/api/v1/lessons/{lesson_id}/progress"]["put"]["requestBody"]
+    ref = progress["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    answers = spec["components"]["schemas"][ref]["properties"]["answers"]
+    assert answers["maxProperties"] == 50 and "maxLength" not in answers

@@ -144,7 +144,9 @@ EXPECTED: dict[str, Rule] = {
     "GET /api/v1/metrics/coaching": r(*STAFF),
     "GET /api/v1/metrics/reminders": r(*STAFF),
     # access log and privacy rights
-    "GET /api/v1/me/access-log": r(P, consent=False),
+    # API.md: every patient endpoint but /me, /consent, /me/consent, /me/devices and /auth/*
+    # needs the current consent, the access log and the export included.
+    "GET /api/v1/me/access-log": r(P),
     "GET /api/v1/audit": r(OW),
     "POST /api/v1/me/export": r(P),
     "GET /api/v1/me/exports/{export_id}": r(P, owned=True),
