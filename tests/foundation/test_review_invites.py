@@ -153,3 +153,9 @@ def test_consent_given_twice_at_once_is_one_acceptance(app, make, world, monkeyp
         .where(UptakeEvent.patient_id == patient_id, UptakeEvent.name == "consented")
     ).scalar_one()
     assert events == 1
+
+
+def test_a_code_no_database_can_hold_is_an_unknown_code(client, world):
+    # PostgreSQL refuses a NUL character in a string: that code cannot exist (404, not 422).
+    assert_error(client.get(f"{API}/invites/AB%00CDEFGH"), 404)
+    assert_error(client.delete(f"{API}/invites/AB%00CDEFGH", headers=world.h["therapist"]), 404)
