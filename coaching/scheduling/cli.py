@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import click
 from flask import current_app
@@ -82,3 +82,41 @@ def tick(now: str | None) -> None:
         app.extensions["clock"] = previous
     if failed:
         raise click.ClickException(f"failed: {', '.join(failed)}")
+
+
+@cli.command("status")
+def status() -> None:
+    """Show each job's last run (from every process), the failures of the last 24 hours and the
+    latest errors; exits 1 when a job's last run failed (for monitoring)."""
+    from coaching import clock
+    from coaching.db import utc_iso
+    from coaching.scheduling import service
+
+    now = clock.now()
+    found = service.statuses()
+    recent = service.failures_since(now - timedelta(hours=24))
+    failing = []
+    for job in collect_jobs():
+        row = found.get(job.name)
+        if row is None:
+            click.echo(f"{job.name}: never run")
+            continue
+        line = f"{job.name}: {row.last_outcome} at {utc_iso(row.last_finished_at)}"
+        if row.last_outcome == "failed":
+            failing.append(job.name)
+            line += f", {row.failures_in_a_row} failed in a row"
+            if row.last_succeeded_at is not None:
+                line += f", last success {utc_iso(row.last_succeeded_at)}"
+        elif row.last_summary:
+            line += f": {row.last_summary}"
+        if recent.get(job.name):
+            line += f" ({recent[job.name]} failed in the last 24 h)"
+        click.echo(line)
+    for failure in service.latest_failures(5):
+        last_line = failure.error.strip().splitlines()[-1] if failure.error.strip() else ""
+        click.echo(
+            f"failed: {failure.job} at {utc_iso(failure.failed_at)} on {failure.process}:"
+            f" {last_line}"
+        )
+    if failing:
+        raise click.ClickException(f"last run failed: {', '.join(failing)}")

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import time
+import traceback
 from datetime import UTC, datetime
 
 from flask import Flask
@@ -22,26 +23,33 @@ log = logging.getLogger(__name__)
 
 
 def run_job(app: Flask, job: Job) -> object:
-    """Run a job once in a fresh app context and session; log and return its summary.
+    """Run a job once in a fresh app context and session; log, record and return its summary.
 
     "Now" is the app clock's (a FrozenClock under `scheduler tick --now`). A failing job is
-    logged and re-raised; its uncommitted work is rolled back.
+    logged, recorded with its error (`scheduler status`) and re-raised; its uncommitted work is
+    rolled back. The record is written in a session of its own, after the job's.
     """
     from coaching import clock
     from coaching.extensions import db
+    from coaching.scheduling import service
 
     with app.app_context():
         started = time.monotonic()
+        started_at = clock.now()
         try:
-            result = job.func(clock.now())
+            result = job.func(started_at)
             db.session.commit()
         except Exception:
             db.session.rollback()
             log.exception("job %s failed after %.2fs", job.name, time.monotonic() - started)
-            raise
-        finally:
             db.session.remove()
+            service.record_run(job.name, started_at, clock.now(), error=traceback.format_exc())
+            db.session.remove()
+            raise
+        db.session.remove()
         log.info("job %s done in %.2fs: %s", job.name, time.monotonic() - started, result)
+        service.record_run(job.name, started_at, clock.now(), summary=result)
+        db.session.remove()
         return result
 
 
