@@ -94,6 +94,10 @@ def lookup() -> Response | None:
     return response
 
 
+class KeyTaken(Exception):  # noqa: N818 (a signal to replay, not an error to report)
+    """Another request with this key stored its answer while this one ran (both found none)."""
+
+
 def remember(response: Response, *, keep_body: bool = True) -> None:
     """Store a successful creating response under the request's key (flushed, not committed).
 
@@ -111,7 +115,13 @@ def remember(response: Response, *, keep_body: bool = True) -> None:
             IdempotencyRecord.scope == scope, IdempotencyRecord.key == key
         )
     ).scalar_one_or_none()
-    if old is not None:  # expired: the key may be used afresh
+    if old is not None:
+        if old.created_at > now - WINDOW:
+            # A request with the same key, at the same time, got there first (on SQLite the
+            # writers queue, so this one finds its answer here; on PostgreSQL the insert below
+            # waits for it and fails on the key instead): the caller answers with that one.
+            raise KeyTaken
+        # Expired: the key may be used afresh.
         db.session.delete(old)
         db.session.flush()
     body = response.get_data(as_text=True) if keep_body else "null"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 
 from flask import make_response, request
+from sqlalchemy.exc import IntegrityError
 
 from coaching import idempotency
 from coaching.errors import UnsupportedMediaType
@@ -35,12 +36,26 @@ def transaction(idempotent: bool = False, replay=None):
                         db.session.commit()
                         return response
                 response = make_response(func(*args, **kwargs))
-                if response.status_code < 400:
-                    if idempotent:
-                        idempotency.remember(response, keep_body=replay is None)
-                    db.session.commit()
-                else:
+                if response.status_code >= 400:
                     db.session.rollback()
+                elif idempotent:
+                    try:
+                        idempotency.remember(response, keep_body=replay is None)
+                        db.session.commit()
+                    except (idempotency.KeyTaken, IntegrityError):
+                        # Two requests with one key at once: this one's work is undone and it
+                        # answers as a repeat of the one that stored its answer first.
+                        db.session.rollback()
+                        stored = idempotency.lookup()
+                        if stored is None:
+                            raise
+                        if replay is None:
+                            return stored
+                        response = make_response(replay())
+                        response.headers[idempotency.REPLAYED] = "true"
+                        db.session.commit()
+                else:
+                    db.session.commit()
                 return response
             except BaseException:
                 db.session.rollback()

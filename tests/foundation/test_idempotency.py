@@ -193,3 +193,45 @@ def test_registration_retry_with_another_body_is_not_a_replay(client, registrati
     )
     # Anonymous keys are scoped by the exact body: this is a new registration of a used code.
     assert_error(other, 404)
+
+
+def test_two_requests_with_one_key_at_once_create_one_thing_and_give_one_answer(
+    app, people, monkeypatch
+):
+    """Both find no stored answer (they meet at a barrier right after looking); one stores its
+    answer first and the other, its work undone, answers as a repeat of it (it used to create a
+    second invite on SQLite, and answer 409 on PostgreSQL)."""
+    import threading
+
+    from coaching import idempotency
+
+    barrier = threading.Barrier(2, timeout=10)
+    looked = threading.local()
+    real_lookup = idempotency.lookup
+
+    def lookup_then_meet():
+        stored = real_lookup()
+        if not getattr(looked, "once", False):
+            looked.once = True
+            barrier.wait()
+        return stored
+
+    monkeypatch.setattr(idempotency, "lookup", lookup_then_meet)
+    headers = {**people.h["therapist"], **_key("both-at-once")}
+    db.session.commit()
+    answers = []
+
+    def post():
+        answers.append(app.test_client().post("/api/v1/invites", json=INVITE, headers=headers))
+
+    threads = [threading.Thread(target=post) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(a.status_code for a in answers) == [201, 201]
+    assert answers[0].get_json() == answers[1].get_json()
+    assert sorted(a.headers.get("Idempotent-Replayed", "no") for a in answers) == ["no", "true"]
+    db.session.expire_all()
+    assert _count(Invite) == 1
+    assert _count(IdempotencyRecord) == 1
