@@ -27,7 +27,12 @@ from coaching.appointments.models import Appointment
 from coaching.clock import FrozenClock
 from coaching.content import service
 from coaching.content.models import LessonProgress
-from coaching.enrolment.service import current_acceptance, enrollment_for, local_date
+from coaching.enrolment.service import (
+    current_acceptance,
+    enrollment_for,
+    local_date,
+    move_enrolment_back,
+)
 from coaching.errors import AppError
 from coaching.extensions import db
 
@@ -91,9 +96,8 @@ def _stage(patient: Account, days: int) -> None:
     today = local_date(patient)
     if (today - enrollment.started_on).days >= 14:
         return
-    enrollment.started_on = today - timedelta(days=days)
-    enrollment.enrolled_at = _local(patient, enrollment.started_on, 10)
-    db.session.flush()
+    started_on = today - timedelta(days=days)
+    move_enrolment_back(enrollment, started_on, _local(patient, started_on, 10))
 
 
 def _has_progress(patient: Account) -> bool:

@@ -204,6 +204,26 @@ def _after_registration(patient: Account, enrollment: Enrollment) -> None:
         hook(patient=patient, enrollment=enrollment)
 
 
+def move_enrolment_back(enrollment: Enrollment, started_on, enrolled_at) -> None:
+    """Moves a fresh enrolment into the past, for demo data: with it the patient's invite (when
+    it was sent, opened and redeemed) and the invite's uptake events move back by as much, and
+    its milestone row is recomputed. Moving only the enrolment left the journey's first steps
+    after the later ones (lessons dated from the new start), so the chained funnel stopped at
+    `consented`."""
+    shift = enrollment.enrolled_at - enrolled_at
+    enrollment.started_on = started_on
+    enrollment.enrolled_at = enrolled_at
+    invite = db.session.execute(
+        select(Invite).where(Invite.patient_id == enrollment.patient_id)
+    ).scalar_one_or_none()
+    if invite is not None and shift:
+        for column in ("created_at", "expires_at", "opened_at", "redeemed_at"):
+            if getattr(invite, column) is not None:
+                setattr(invite, column, getattr(invite, column) - shift)
+        metrics.shift_invite_events(invite, shift)
+    db.session.flush()
+
+
 def enrollment_for(patient_id: str) -> Enrollment | None:
     """Returns a patient's enrolment, if any."""
     return db.session.execute(

@@ -113,6 +113,18 @@ def refresh_milestone(invite) -> FunnelMilestone:
     return row
 
 
+def shift_invite_events(invite, shift: timedelta) -> None:
+    """Moves every uptake event of an invite back by `shift` and recomputes its milestone row
+    (demo data staged in the past; see enrolment's `move_enrolment_back`)."""
+    for event in db.session.execute(
+        select(UptakeEvent).where(UptakeEvent.invite_id == invite.id)
+    ).scalars():
+        event.occurred_at -= shift
+        event.recorded_at -= shift
+    db.session.flush()
+    refresh_milestone(invite)
+
+
 def _offsets(times: list[int | None]) -> list[int | None]:
     """Returns each step's time after `invited` as seconds since the invite (None: not reached)."""
     return [None if t is None else t - times[0] for t in times[1:]]

@@ -31,7 +31,12 @@ from coaching import clock
 from coaching.accounts import service as accounts
 from coaching.accounts.models import Account
 from coaching.enrolment.models import Enrollment
-from coaching.enrolment.service import current_acceptance, enrollment_for, local_date
+from coaching.enrolment.service import (
+    current_acceptance,
+    enrollment_for,
+    local_date,
+    move_enrolment_back,
+)
 from coaching.extensions import db
 from coaching.outcomes import scoring, service
 from coaching.outcomes.models import CheckIn, QuestionnaireResponse
@@ -260,9 +265,7 @@ def _stage_enrollment(patient: Account, days: int) -> None:
     if (today - enrollment.started_on).days >= 14 or _answered(patient.id):
         return
     started_on = today - timedelta(days=days)
-    enrollment.started_on = started_on
-    enrollment.enrolled_at = _at(patient, started_on, 10)
-    db.session.flush()
+    move_enrolment_back(enrollment, started_on, _at(patient, started_on, 10))
 
 
 def _cohort_patient(n: int, therapist: Account, months_ago: int, rng: random.Random) -> Account:
