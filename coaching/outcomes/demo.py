@@ -329,8 +329,22 @@ def seed(ctx, progress) -> None:
         )
         seed_patient(patient, trajectory, checkins=True)
     # Former participants give the outcome benchmark and the decision aid their comparison groups.
-    seed_cohort(ctx.therapists)
+    seed_cohort(ctx.therapists, _CohortProgress(progress))
     db.session.flush()
+
+
+class _CohortProgress:
+    """Names the former participants done so far on the demo's bar (about half its time),
+    whose steps are one per domain."""
+
+    def __init__(self, bar) -> None:
+        self.bar, self.done = bar, 0
+        self.total = sum(count for count, _risk, _range in COHORT)
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        if hasattr(self.bar, "set_postfix_str"):
+            self.bar.set_postfix_str(f"outcomes {self.done}/{self.total} former participants")
 
 
 def seed_cohort(therapists: list[Account], progress=None) -> int:

@@ -18,11 +18,14 @@ from coaching.outcomes.models import (
 
 
 class Progress:
+    def __init__(self):
+        self.texts = []
+
     def update(self, n=1):
         pass
 
     def set_postfix_str(self, text):
-        pass
+        self.texts.append(text)
 
 
 def _counts():
@@ -36,8 +39,12 @@ def test_demo_seed_gives_trajectories_and_is_idempotent(app):
     ctx = seed_foundation(Progress())
     db.session.commit()
     accounts_before = db.session.execute(select(func.count()).select_from(Account)).scalar_one()
-    demo.seed(ctx, Progress())
+    progress = Progress()
+    demo.seed(ctx, progress)
     db.session.commit()
+    # The bar names the former participants done so far (the slow part of the seed).
+    assert progress.texts[0] == "outcomes 1/60 former participants"
+    assert progress.texts[-1] == "outcomes 60/60 former participants"
     # The 60 former participants, and nobody else.
     assert db.session.execute(select(func.count()).select_from(Account)).scalar_one() == (
         accounts_before + 60
