@@ -3,6 +3,7 @@ the schedule with its windows, time points, PSFS follow-ups, outcomes and meanin
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -448,3 +449,20 @@ def test_relative_change_from_a_negative_baseline_keeps_the_direction(
     assert index["baseline"] == -0.446 and index["latest"] == 1.0
     assert index["change"] == pytest.approx(1.446)
     assert index["relative_change_percent"] == pytest.approx(100 * 1.446 / 0.446)
+
+
+def test_the_questionnaire_lists_are_paginated_and_whole_on_the_first_page(world, client):
+    """API.md: lists are paginated (X-Pagination and ?page=&page_size=); these short ones come
+    whole unless a page size is asked for."""
+    h = world.h["patient"]
+    for path in ("/questionnaires", "/me/questionnaires/due", "/me/questionnaires/schedule"):
+        whole = client.get(f"/api/v1{path}", headers=h)
+        assert whole.status_code == 200, path
+        items = whole.get_json()
+        page = json.loads(whole.headers["X-Pagination"])
+        assert page == {"total": len(items), "total_pages": 1, "page": 1, "page_size": 100}
+        if len(items) >= 2:
+            first = client.get(f"/api/v1{path}?page=1&page_size=1", headers=h)
+            assert first.get_json() == items[:1]
+            assert json.loads(first.headers["X-Pagination"])["total_pages"] == len(items)
+        assert_error(client.get(f"/api/v1{path}?page_size=101", headers=h), 422, "page_size")
