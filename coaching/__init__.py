@@ -234,6 +234,17 @@ def configure_hooks(app: Flask) -> None:
         )
     is_production = app.config["ENV"] == "production"
 
+    def _retry_after_only_on_refusals(response):
+        # flask-limiter sets Retry-After on every answer of a limited route (a 200 of
+        # /auth/token said "Retry-After: 0"); API.md has it on 429 (and 503) only.
+        if response.status_code < 400:
+            response.headers.pop("Retry-After", None)
+        return response
+
+    # First in the list: after-request functions run last to first, so this runs after the
+    # limiter's (registered when it was bound to the app).
+    app.after_request_funcs.setdefault(None, []).insert(0, _retry_after_only_on_refusals)
+
     @app.after_request
     def _security_headers(response):
         response.headers.setdefault("X-Content-Type-Options", "nosniff")

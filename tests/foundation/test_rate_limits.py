@@ -65,6 +65,9 @@ def test_successful_logins_do_not_count(client, people):
     for _ in range(15):
         response = client.post("/api/v1/auth/token", json={"email": email, "password": PASSWORD})
         assert response.status_code == 200
+        # Retry-After is for refusals (429, 503): on a 200 it would tell a client to wait.
+        assert "Retry-After" not in response.headers
+        assert "X-RateLimit-Limit" in response.headers
 
 
 def test_refresh_is_limited(client, people):
