@@ -13,8 +13,8 @@ import time
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import inspect, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Index, inspect, text
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from coaching.enrolment.models import Invite
 from coaching.extensions import db
@@ -369,4 +369,44 @@ def test_a_failing_rebuild_leaves_the_table_and_its_indexes(app, invites, monkey
         service.rebuild()
     db.session.rollback()
     assert present() == indexes
+    assert _snapshot() == expected
+
+
+def test_sqlite_builds_the_indexes_with_a_second_sorter_thread_and_puts_the_settings_back(
+    app, invites, monkeypatch
+):
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite only")
+    connection = db.session.connection()
+
+    def settings() -> tuple[int, int]:
+        return (
+            connection.exec_driver_sql("PRAGMA threads").scalar(),
+            connection.exec_driver_sql("PRAGMA cache_size").scalar(),
+        )
+
+    before = settings()
+    seen = []
+    create = Index.create
+
+    def recording_create(index, bind, **kw):
+        seen.append(settings())
+        return create(index, bind, **kw)
+
+    monkeypatch.setattr(Index, "create", recording_create)
+    expected = _snapshot()
+    service.rebuild()
+    assert seen and set(seen) == {(2, -1000)}
+    assert settings() == before
+    assert _snapshot() == expected
+
+    # A build that fails puts them back as well, and the rows and indexes stay as they were.
+    def failing_create(index, bind, **kw):
+        raise OperationalError("CREATE INDEX", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(Index, "create", failing_create)
+    with pytest.raises(OperationalError):
+        service.rebuild()
+    assert settings() == before
+    db.session.rollback()
     assert _snapshot() == expected
