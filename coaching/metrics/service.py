@@ -146,6 +146,10 @@ def record_event(
     if name not in FUNNEL_STEPS:
         raise ValueError(f"unknown uptake step {name!r}")
     if once:
+        # The invite's milestone row is locked first (PostgreSQL): two requests recording the
+        # same step at once (an invite link opened twice) queue here, and the second then sees
+        # the first's event instead of storing a second one.
+        _lock_milestone(invite.id)
         exists = db.session.execute(
             select(UptakeEvent.id).where(
                 UptakeEvent.invite_id == invite.id, UptakeEvent.name == name
