@@ -48,14 +48,16 @@ def retention(scope: Scope, weeks: int = 12) -> dict:
     """
     from coaching.enrolment.models import Enrollment as E
 
-    now = clock.now()
-    cutoffs = [now - timedelta(days=7 * n) for n in range(1, weeks + 1)]
+    # Times are whole seconds (docs/metrics.md): week n is over once the truncated enrolment time
+    # plus 7n days is at most the truncated now, i.e. for enrolled_at before that plus 1 second.
+    now = clock.now().replace(microsecond=0)
+    cutoffs = [now - timedelta(days=7 * n) + timedelta(seconds=1) for n in range(1, weeks + 1)]
     conds = _enrollment_conditions(E, scope)
     sizes = db.session.execute(
         select(
             E.started_on,
             func.count(),
-            *[func.count().filter(E.enrolled_at <= c) for c in cutoffs],
+            *[func.count().filter(E.enrolled_at < c) for c in cutoffs],
         )
         .where(*conds)
         .group_by(E.started_on)
@@ -65,7 +67,7 @@ def retention(scope: Scope, weeks: int = 12) -> dict:
         select(
             E.started_on,
             *[
-                func.count().filter(a.week == n, E.enrolled_at <= c)
+                func.count().filter(a.week == n, E.enrolled_at < c)
                 for n, c in enumerate(cutoffs, start=1)
             ],
         )
