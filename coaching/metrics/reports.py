@@ -478,9 +478,9 @@ ACTED_KINDS = ("lesson_started", "lesson_completed", "lesson_answered", "questio
 def reminders(scope: Scope) -> dict:
     """Returns, per reminder category, how many were scheduled, sent, opened, and acted on.
 
-    Acted on = the patient worked on a lesson or answered a questionnaire (`ACTED_KINDS`) within
-    24 hours after it was sent. Only reminders to enrolled patients in the scope count; dates
-    filter `scheduled_for`.
+    Opened = sent and opened. Acted on = the patient worked on a lesson or answered a
+    questionnaire (`ACTED_KINDS`) within 24 hours after it was sent. Only reminders to enrolled
+    patients in the scope count; dates filter `scheduled_for`.
     """
     scheduled = _epoch_sql("n.scheduled_for")
     sent = _epoch_sql("n.sent_at")
@@ -501,7 +501,9 @@ def reminders(scope: Scope) -> dict:
     sql = (
         "SELECT n.category, count(*),"
         " sum(CASE WHEN n.sent_at IS NOT NULL THEN 1 ELSE 0 END),"
-        " sum(CASE WHEN n.opened_at IS NOT NULL THEN 1 ELSE 0 END),"
+        # A reminder never sent (skipped, failed) can still be opened from the app's list;
+        # that is no push opened, and `opened` is a step after `sent`.
+        " sum(CASE WHEN n.sent_at IS NOT NULL AND n.opened_at IS NOT NULL THEN 1 ELSE 0 END),"
         " sum(CASE WHEN n.sent_at IS NOT NULL AND EXISTS (SELECT 1 FROM patient_activity a"
         f" WHERE a.patient_id = n.recipient_id AND a.kind IN ({kinds}) AND {activity} >= {sent}"
         f" AND {activity} < {sent} + :within) THEN 1 ELSE 0 END)"

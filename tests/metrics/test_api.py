@@ -298,3 +298,37 @@ def test_reminder_effect(client, world, clock):
     mine = client.get("/api/v1/metrics/reminders", headers=world.h["therapist"]).get_json()
     lesson = next(c for c in mine["categories"] if c["category"] == "lesson")
     assert lesson["scheduled"] == 2
+
+
+def test_reminders_opened_only_counts_sent_ones(client, world, clock):
+    """A reminder that was never sent (skipped: no device) can still be opened from the list in
+    the app; that is not a push opened, and `opened` stays within `sent`."""
+    from coaching.notifications import service as notifications
+
+    now = clock.now()
+    ids = []
+    for key in ("sent", "skipped"):
+        n = notifications.enqueue(
+            recipient_id=world.patient.id,
+            category="lesson",
+            key=key,
+            title={"nl": "t", "en": "t"},
+            body={"nl": "b", "en": "b"},
+            scheduled_for=now,
+        )
+        if key == "sent":
+            n.status, n.sent_at = "sent", now
+        else:
+            n.status = "skipped"
+        db.session.flush()
+        ids.append(n.id)
+    db.session.commit()
+    for notification_id in ids:
+        r = client.post(
+            f"/api/v1/me/notifications/{notification_id}/opened", headers=world.h["patient"]
+        )
+        assert r.status_code == 200, r.get_json()
+    body = client.get("/api/v1/metrics/reminders", headers=world.h["owner"]).get_json()
+    (lesson,) = body["categories"]
+    assert (lesson["scheduled"], lesson["sent"], lesson["opened"]) == (2, 1, 1)
+    assert lesson["share_opened"] == 1.0
