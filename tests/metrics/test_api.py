@@ -150,6 +150,21 @@ def test_funnel_csv_has_the_same_numbers(client, world):
     ]
 
 
+@pytest.mark.parametrize("name", ["=1+1", "+1", "-1", "@SUM(A1)"])
+def test_funnel_csv_labels_cannot_run_as_formulas(client, world, make, name):
+    """Practice and therapist names are typed by people: a spreadsheet must show them as text.
+    (Names are stripped when stored, so none starts with a tab or carriage return.)"""
+    practice = make.practice(name=name)
+    make.invite(make.therapist(practice, display_name=name))
+    for breakdown in ("practice", "therapist"):
+        r = client.get(
+            f"/api/v1/metrics/funnel.csv?breakdown={breakdown}", headers=world.h["owner"]
+        )
+        rows = list(csv.DictReader(io.StringIO(r.get_data(as_text=True))))
+        labels = {row["label"] for row in rows}
+        assert "'" + name in labels and name not in labels, labels
+
+
 def test_dropoffs_therapist_sees_own_people_owner_counts(client, world, make, clock):
     waiting = make.patient(world.therapist, consented=False)
     make.patient(world.other_therapist, consented=False)
