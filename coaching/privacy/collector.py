@@ -52,6 +52,10 @@ CLEARED_COLUMNS = {"funnel_milestones": ("patient_id",)}
 NO_MEDIA_IN_EXPORT = frozenset({"data_exports"})
 
 ACCOUNT_COLUMNS = frozenset({"patient_id", "account_id", "recipient_id"})
+# Plain id columns that do not make their row belong to what they name: a push-log row is its
+# notification's, and the device it went to may be another account's by now (a phone passed on
+# keeps its push token, which moves to the account signed in on it).
+NOT_BELONGING = frozenset({("push_log", "device_id")})
 CHUNK = 500
 # An id as `new_id` makes it (and PostgreSQL's native uuids print).
 UUID_PATTERN = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
@@ -101,7 +105,7 @@ def links() -> list[Link]:
                 )
             )
         for column in table.columns:
-            if column.name in declared:
+            if column.name in declared or (table.name, column.name) in NOT_BELONGING:
                 continue
             target = _plain_id_target(column.name, tables)
             if target is None or target == table.name:

@@ -415,3 +415,37 @@ def test_a_failed_attempt_leaves_no_zip_behind(clock, client, world, monkeypatch
     assert storage.size_of(key) is not None
     purge_pending(clock.now())
     assert storage.size_of(key) is None
+
+
+def test_a_phone_passed_on_brings_no_push_log_of_its_former_owner(clock, client, world):
+    """A push token moves to the account signed in on the phone now; the pushes the log sender
+    recorded for the former owner stay theirs (in their export, out of the new owner's)."""
+    from coaching.notifications import service as notifications
+    from coaching.notifications.dispatch import dispatch_due
+    from coaching.notifications.models import PushLogEntry
+    from tests.privacy.conftest import register_device
+
+    h = world.h
+    register_device(client, h["patient"], token="shared-phone")
+    notifications.enqueue(
+        recipient_id=world.patient.id,
+        category="message",
+        key=f"message:former-owner:{world.patient.id}",
+        title={"nl": "Nieuw bericht", "en": "New message"},
+        body={"nl": "Je hebt een bericht", "en": "You have a message"},
+    )
+    db.session.commit()
+    assert dispatch_due() == {"claimed": 1, "sent": 1}
+    register_device(client, h["other_patient"], token="shared-phone")
+
+    _, document, _ = _ready_zip(client, h["other_patient"], clock)
+    assert "push_log" not in document["records"]
+    assert world.patient.id not in json.dumps(document)
+    _, document, _ = _ready_zip(client, h["patient"], clock)
+    assert len(document["records"]["push_log"]) == 1
+
+    erased = client.delete(
+        f"{API}/me", json={"password": "correct-horse-battery"}, headers=h["other_patient"]
+    )
+    assert erased.status_code == 200, erased.get_json()
+    assert db.session.execute(select(PushLogEntry)).scalars().all() != []
