@@ -19,6 +19,7 @@ import logging
 import time
 import warnings
 from dataclasses import dataclass, field
+from datetime import UTC
 
 from flask import current_app
 
@@ -123,9 +124,14 @@ def _retry_after(exc) -> float | None:
     value = value.strip()
     if value.isdigit():
         return float(value)
-    parsed = email.utils.parsedate_to_datetime(value)
-    if parsed is None:
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        # Neither seconds nor an HTTP date (a proxy's "1.5"): our own backoff decides. Raising
+        # here would fail the whole batch, and its delivered messages would go out again.
         return None
+    if parsed.tzinfo is None:  # "-0000": UTC, as HTTP dates always are
+        parsed = parsed.replace(tzinfo=UTC)
     return max(0.0, parsed.timestamp() - time.time())
 
 
@@ -243,7 +249,14 @@ class FcmSender(PushSender):
                 batch.append((i, self.message(m)))
         for start in range(0, len(batch), FCM_BATCH):
             chunk = batch[start : start + FCM_BATCH]
-            response = messaging.send_each([msg for _, msg in chunk], app=self.app)
+            try:
+                response = messaging.send_each([msg for _, msg in chunk], app=self.app)
+            except Exception as exc:  # this chunk only: the ones before it were delivered
+                log.exception("firebase-admin failed for a chunk of %d messages", len(chunk))
+                failed = PushResult("transient", f"{type(exc).__name__}: {exc}"[:500])
+                for i, _ in chunk:
+                    results[i] = failed
+                continue
             for (i, _), answer in zip(chunk, response.responses, strict=True):
                 results[i] = (
                     PushResult("ok") if answer.success else classify_fcm_error(answer.exception)

@@ -73,6 +73,12 @@ ANSWERS = {
         },
         {},
     ),
+    # A proxy in front of FCM answering with a Retry-After that is neither seconds nor a date.
+    "oddretry": (
+        503,
+        _error(503, "UNAVAILABLE", "The service is currently unavailable.", "UNAVAILABLE"),
+        {"Retry-After": "1.5"},
+    ),
     "quotanowait": (
         429,
         _error(429, "RESOURCE_EXHAUSTED", "Quota exceeded.", "QUOTA_EXCEEDED"),
@@ -379,3 +385,44 @@ def test_firebase_is_initialised_only_for_push_sender_fcm(fcm, app):
         app.config.update(saved[0])
         app.extensions.pop("push_sender", None)
         firebase_admin.delete_app(firebase_admin.get_app("coaching"))
+
+
+def test_an_unreadable_retry_after_costs_no_second_push_to_the_good_device(fcm, make, h):
+    patient = make.patient()
+    h.device(patient, token="ok-phone")
+    h.device(patient, token="oddretry-tablet", platform="ios")
+    service.enqueue(
+        recipient_id=patient.id,
+        category="message",
+        key="message:odd-retry-after",
+        title={"nl": "t", "en": "t"},
+        body={"nl": "b", "en": "b"},
+    )
+    db.session.commit()
+    sender = fcm.sender()
+    assert dispatch_due(sender=sender) == {"claimed": 1, "sent": 1}
+    h.clock.advance(hours=2)
+    dispatch_due(sender=sender)
+    phone = [r for r in fcm.requests if r["body"]["message"]["token"] == "ok-phone"]
+    assert len(phone) == 1
+
+
+def test_a_failing_chunk_leaves_the_results_of_the_chunks_sent_before_it(fcm, monkeypatch, app):
+    from firebase_admin import exceptions, messaging
+
+    real = messaging.send_each
+    calls = []
+
+    def second_fails(messages, dry_run=False, app=None):
+        calls.append(len(messages))
+        if len(calls) == 2:
+            raise exceptions.UnknownError("connection pool broke")
+        return real(messages, dry_run=dry_run, app=app)
+
+    monkeypatch.setattr(messaging, "send_each", second_fails)
+    messages = [
+        PushMessage(f"n{i}", f"key-{i}", f"d{i}", f"ok-{i}", "android", "t", "b", {"link": "/"})
+        for i in range(501)
+    ]
+    results = fcm.sender().send(messages)
+    assert [r.kind for r in results] == ["ok"] * 500 + ["transient"]
