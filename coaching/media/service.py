@@ -23,12 +23,14 @@ from sqlalchemy import select
 from coaching import clock
 from coaching.extensions import db
 from coaching.media.models import MediaDeletion
-from coaching.media.storage import MAX_URL_TTL_SECONDS, get_storage
+from coaching.media.storage import MAX_URL_TTL_SECONDS, LocalStorage, get_storage
 
 log = logging.getLogger(__name__)
 
 # The longest an upload URL lives: an object let go may still be uploaded until this has passed.
 UPLOAD_WINDOW = timedelta(seconds=MAX_URL_TTL_SECONDS)
+# An upload whose bytes stopped coming this long ago ended without its process (local storage).
+PARTIAL_IDLE = timedelta(hours=1)
 
 # Each domain that hands out upload URLs registers a function telling whether it still waits for
 # the bytes of a key (messaging: a video message still awaiting its upload).
@@ -55,6 +57,7 @@ def purge_pending(now: datetime, *, limit: int = 200) -> int:
     processes share the work; a failed delete stays queued with its error for the next run. A
     row deleted before its UPLOAD_WINDOW is over stays too, to delete a late upload on a later
     run; rows tried fewer times come first, so that these repeats never hold new ones back.
+    Local storage also loses the pieces of uploads whose process died while they came in.
     """
     stmt = (
         select(MediaDeletion)
@@ -65,6 +68,8 @@ def purge_pending(now: datetime, *, limit: int = 200) -> int:
         stmt = stmt.with_for_update(skip_locked=True)
     rows = db.session.execute(stmt).scalars().all()
     storage = get_storage()
+    if isinstance(storage, LocalStorage):
+        storage.purge_partials(idle_since=now - PARTIAL_IDLE)
     deleted = 0
     for row in rows:
         row.attempts += 1

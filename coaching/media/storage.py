@@ -169,6 +169,21 @@ class LocalStorage(Storage):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp_name)
 
+    def purge_partials(self, *, idle_since: datetime) -> int:
+        """Delete the bytes of uploads not written to since `idle_since`; returns how many.
+
+        A process killed mid-upload (a worker timeout, a deploy) never runs the writer's clean-up,
+        and nothing else would ever find the file: it is named like no key.
+        """
+        removed = 0
+        folder = self.root / ".partial"
+        for path in folder.iterdir() if folder.is_dir() else ():
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_mtime < idle_since.timestamp():
+                    path.unlink()
+                    removed += 1
+        return removed
+
     def save_file(self, *, key: str, path: Path, content_type: str) -> None:
         with self.writer(key) as out, open(path, "rb") as source:
             shutil.copyfileobj(source, out, 1024 * 1024)

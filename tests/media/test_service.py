@@ -3,6 +3,8 @@ key can still work, and repeats never hold new deletions back."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import select
 
 from coaching import clock as app_clock
@@ -60,3 +62,21 @@ def test_no_domain_waiting_means_no_upload(monkeypatch):
     assert not service.is_upload_wanted(new_key())
     monkeypatch.setattr(service, "UPLOAD_CHECKS", [lambda key: False, lambda key: True])
     assert service.is_upload_wanted(new_key())
+
+
+def test_an_upload_cut_off_by_a_dying_process_leaves_no_partial_file_behind(app, clock):
+    import os
+
+    partial = get_storage().root / ".partial"
+    partial.mkdir(parents=True, exist_ok=True)
+    # A worker killed mid-upload (a timeout, a deploy) never ran its clean-up: the bytes so far
+    # stay under .partial, named like no key, and nothing else would ever remove them.
+    stale, busy = partial / "abandoned-upload", partial / "upload-in-progress"
+    for path, idle in ((stale, timedelta(days=1)), (busy, timedelta(minutes=1))):
+        path.write_bytes(b"half a video")
+        at = (app_clock.now() - idle).timestamp()
+        os.utime(path, (at, at))
+    service.purge_pending(app_clock.now())
+    assert not stale.exists()
+    assert busy.exists()
+    busy.unlink()
