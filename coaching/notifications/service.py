@@ -340,7 +340,10 @@ def update_settings(account: Account, changes: dict) -> dict:
         and settings.quiet_end is not None
         and _in_window(settings.daily_time, settings.quiet_start, settings.quiet_end)
     ):
-        raise ValidationFailed.field("daily_time", "The daily time falls in the quiet hours.")
+        # Name what the request changed: quiet hours sent alone are what does not fit.
+        if "daily_time" in changes:
+            raise ValidationFailed.field("daily_time", "The daily time falls in the quiet hours.")
+        raise ValidationFailed.field("quiet_hours", "The quiet hours cover the daily time.")
     settings.updated_at = clock.now()
     db.session.flush()
     retime_daily_reminders(account)

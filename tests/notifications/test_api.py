@@ -212,6 +212,8 @@ def test_reminder_settings_default_then_change(client, world):
         ({"timezone": "Mars/Olympus"}, "timezone"),
         ({"timezone": "x" * 65}, "timezone"),
         ({"daily_time": "23:00"}, "daily_time"),  # inside the default quiet hours
+        # Quiet hours that would cover the daily time (19:00): the field sent is the one named.
+        ({"quiet_hours": {"start": "18:00", "end": "08:00"}}, "quiet_hours"),
         ({"volume": 11}, "volume"),
     ],
 )
