@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import fields
 
 from coaching.privacy.models import EXPORT_STATUSES
-from coaching.schemas import BaseSchema, UTCDateTime, one_of, text
+from coaching.schemas import BaseSchema, StrictBoolean, UTCDateTime, one_of, text
 
 
 class ExportSchema(BaseSchema):
@@ -28,7 +28,8 @@ class EraseMeSchema(BaseSchema):
 class ErasureRequestSchema(BaseSchema):
     reason = text(500, required=True)
     # The caregiver decided (WGBO art. 7:455) that the medical record may be destroyed too.
-    destroy_medical_record = fields.Boolean(load_default=False)
+    # It cannot be undone: a JSON true only, not "yes", "on" or 1.
+    destroy_medical_record = StrictBoolean(load_default=False)
 
 
 class ErasureSchema(BaseSchema):

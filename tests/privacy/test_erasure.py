@@ -255,8 +255,11 @@ def test_erasure_bodies_are_validated(client, world):
     assert_error(unknown, 422, field="x")
     long_reason = _erase(client, h["therapist"], world.patient.id, reason="x" * 501)
     assert_error(long_reason, 422, field="reason")
-    wrong_type = _erase(client, h["therapist"], world.patient.id, destroy_medical_record="yes!")
-    assert_error(wrong_type, 422, field="destroy_medical_record")
+    # Destroying the medical record cannot be undone: only a JSON true says so ("yes", 1 or
+    # "on" are no decision of the caregiver's).
+    for loose in ("yes!", "yes", 1, "on", "true"):
+        wrong_type = _erase(client, h["therapist"], world.patient.id, destroy_medical_record=loose)
+        assert_error(wrong_type, 422, field="destroy_medical_record")
     assert db.session.get(Account, world.patient.id) is not None
 
 
