@@ -47,6 +47,12 @@ def url_ttl() -> timedelta:
     return timedelta(seconds=max(1, min(seconds, MAX_URL_TTL_SECONDS)))
 
 
+def _url_expiry(not_after: datetime | None) -> datetime:
+    """Returns when a playback URL made now expires: after its TTL, or at `not_after`."""
+    expires_at = clock.now() + url_ttl()
+    return min(expires_at, not_after) if not_after is not None else expires_at
+
+
 @dataclass
 class UploadTicket:
     """How the app uploads one object: the contract's `upload` object."""
@@ -67,8 +73,11 @@ class Storage:
         """Returns a short-lived way for a client to upload exactly `size` bytes to `key`."""
         raise NotImplementedError
 
-    def download_url(self, *, key: str, content_type: str) -> tuple[str, datetime]:
-        """Returns a short-lived URL to read an object, and when it expires."""
+    def download_url(
+        self, *, key: str, content_type: str, not_after: datetime | None = None
+    ) -> tuple[str, datetime]:
+        """Returns a short-lived URL to read an object, and when it expires (never after
+        `not_after`, when the object itself stops being available)."""
         raise NotImplementedError
 
     def size_of(self, key: str) -> int | None:
@@ -140,8 +149,10 @@ class LocalStorage(Storage):
             fields={"Content-Type": content_type},
         )
 
-    def download_url(self, *, key: str, content_type: str) -> tuple[str, datetime]:
-        expires_at = clock.now() + url_ttl()
+    def download_url(
+        self, *, key: str, content_type: str, not_after: datetime | None = None
+    ) -> tuple[str, datetime]:
+        expires_at = _url_expiry(not_after)
         token = sign({"k": key, "t": content_type}, salt=DOWNLOAD_SALT, expires_at=expires_at)
         return url_for("media.download", token=token, _external=True), expires_at
 
@@ -281,15 +292,18 @@ class S3Storage(Storage):
             ExpiresIn=int(ttl.total_seconds()),
         )
 
-    def download_url(self, *, key: str, content_type: str) -> tuple[str, datetime]:
-        ttl = url_ttl()
+    def download_url(
+        self, *, key: str, content_type: str, not_after: datetime | None = None
+    ) -> tuple[str, datetime]:
+        now = clock.now()
+        expires_at = _url_expiry(not_after)
         with self._reaching_store():
             url = self.client.generate_presigned_url(
                 "get_object",
                 Params={"Bucket": self.bucket, "Key": key, "ResponseContentType": content_type},
-                ExpiresIn=int(ttl.total_seconds()),
+                ExpiresIn=max(1, int((expires_at - now).total_seconds())),
             )
-        return url, clock.now() + ttl
+        return url, expires_at
 
     def size_of(self, key: str) -> int | None:
         from botocore.exceptions import ClientError

@@ -114,12 +114,15 @@ def export_view(export: DataExport) -> dict:
         "download_url": None,
         "download_expires_at": None,
     }
-    if export.status == "ready" and export.media_key:
+    if export.status == "ready" and export.expires_at <= clock.now():
+        # Past its time, before expire_exports has let the ZIP go: no URL for it any more.
+        view["status"] = "expired"
+    elif export.status == "ready" and export.media_key:
         url, url_expires = get_storage().download_url(
-            key=export.media_key, content_type=ZIP_CONTENT_TYPE
+            key=export.media_key, content_type=ZIP_CONTENT_TYPE, not_after=export.expires_at
         )
         view["download_url"] = url
-        view["download_expires_at"] = min(url_expires, export.expires_at)
+        view["download_expires_at"] = url_expires
     return view
 
 

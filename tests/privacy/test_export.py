@@ -449,3 +449,23 @@ def test_a_phone_passed_on_brings_no_push_log_of_its_former_owner(clock, client,
     )
     assert erased.status_code == 200, erased.get_json()
     assert db.session.execute(select(PushLogEntry)).scalars().all() != []
+
+
+def test_the_zip_is_out_of_reach_from_its_expiry_on_before_the_job_has_run(
+    clock, client, world, make
+):
+    from datetime import timedelta
+    from urllib.parse import urlsplit
+
+    from coaching.db import utc_iso
+
+    view, _, _ = _ready_zip(client, world.h["patient"], clock)
+    expires_at = db.session.get(DataExport, view["id"]).expires_at
+    clock.set(expires_at - timedelta(minutes=1))
+    late = _status(client, make.headers(world.patient), view["id"]).get_json()
+    assert late["download_expires_at"] == utc_iso(expires_at)
+    clock.set(expires_at)
+    # The URL dies with the export, not minutes later, and none is handed out any more.
+    assert_error(client.get(urlsplit(late["download_url"]).path), 403, contains="expired")
+    gone = _status(client, make.headers(world.patient), view["id"]).get_json()
+    assert gone["status"] == "expired" and gone["download_url"] is None
