@@ -187,7 +187,11 @@ _register_hooks()
 
 
 def _ensure_for(account: Account) -> None:
-    """Open conversations that patients registered before this domain existed still lack."""
+    """Open conversations that patients registered before this domain existed still lack.
+
+    Not for a closed account (erased, its medical record kept): erasure deleted its
+    conversation, and a new one would list the patient again and take messages for nobody.
+    """
     if account.role == "patient":
         if account.therapist_id is not None:
             ensure_conversation(patient_id=account.id, therapist_id=account.therapist_id)
@@ -196,6 +200,7 @@ def _ensure_for(account: Account) -> None:
         select(Account.id).where(
             Account.role == "patient",
             Account.therapist_id == account.id,
+            Account.is_active.is_(True),
             ~exists().where(
                 Conversation.patient_id == Account.id, Conversation.therapist_id == account.id
             ),
@@ -374,6 +379,11 @@ def post_message(
     cycle_id: str | None = None,
 ) -> tuple[Message, UploadTicket | None]:
     """Returns a new message and, for a video, how to upload its bytes."""
+    patient = db.session.get(Account, conversation.patient_id)
+    if patient is None or not patient.is_active:
+        # A closed account (erased, its conversation kept as part of the medical record): nobody
+        # can sign in to read the message, and its notification would go to nobody.
+        raise NotFound("Conversation not found")
     now = clock.now()
     if kind == "video":
         if content_type not in VIDEO_TYPES:
