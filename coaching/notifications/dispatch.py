@@ -175,20 +175,24 @@ def _last_activity(patient_ids: set[str]) -> dict[str, datetime]:
     return dict(rows)
 
 
-def _other_reminders_on_day(rows: list) -> set[tuple[str, object]]:
-    """Returns (recipient, local date) pairs that have a non-practice reminder that day."""
+def _other_reminders_on_day(rows: list) -> dict[tuple[str, object], set[str]]:
+    """Returns the categories of the non-practice reminders of each (recipient, local date)."""
     days = {(r.recipient_id, r.local_date) for r in rows if r.category == "practice"}
     if not days:
-        return set()
+        return {}
     found = db.session.execute(
-        select(Notification.recipient_id, Notification.local_date).where(
+        select(Notification.recipient_id, Notification.local_date, Notification.category).where(
             Notification.recipient_id.in_({d[0] for d in days}),
             Notification.local_date.in_({d[1] for d in days}),
             Notification.category.in_([c for c in PAUSABLE_CATEGORIES if c != "practice"]),
             Notification.status.in_(("scheduled", "sent")),
         )
     ).all()
-    return {(pid, day) for pid, day in found} & days
+    others: dict[tuple[str, object], set[str]] = defaultdict(set)
+    for pid, day, category in found:
+        if (pid, day) in days:
+            others[(pid, day)].add(category)
+    return others
 
 
 def _check(row, account, prefs, last_active, others, now) -> tuple[str, object]:
@@ -206,7 +210,9 @@ def _check(row, account, prefs, last_active, others, now) -> tuple[str, object]:
             return "postpone", target
         if last_active is not None and last_active >= at_local(day, _midnight(), prefs.timezone):
             return "skip", "the patient has already been active today"
-        if (row.recipient_id, day) in others:
+        # Only one the patient still receives stands in for this one (a category switched off
+        # since planning skips its reminder at dispatch).
+        if any(prefs.allows(c) for c in others.get((row.recipient_id, day), ())):
             return "skip", "another reminder goes out that day"
     if (
         row.skip_if_active_since is not None

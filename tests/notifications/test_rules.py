@@ -342,6 +342,26 @@ def test_lesson_unlocked_is_announced_on_its_day(make, h, monkeypatch):
     assert len(h.rows(category="lesson")) == 1
 
 
+def test_a_lesson_reminder_switched_off_after_planning_leaves_the_practice_reminder(
+    make, h, monkeypatch
+):
+    patient = make.patient()
+    h.device(patient)
+    h.activity(patient, local(2026, 3, 9, 12))
+    _stand_in(
+        monkeypatch,
+        {"module_unlock_dates_for": _for_each(lambda p: [("acceptance", date(2026, 3, 10))])},
+    )
+    h.tick(local(2026, 3, 10, 18, 30))
+    assert h.rows(category="lesson")[0].status == "scheduled"
+    h.settings(patient, categories={"lesson": False})
+    h.tick(local(2026, 3, 10, 19, 0))
+    assert h.rows(category="lesson")[0].status == "skipped"
+    # The lesson reminder does not go out, so it does not stand in for the practice one.
+    assert _practice(h, patient, date(2026, 3, 10)).status == "sent"
+    assert h.push_count() == 1
+
+
 def test_questionnaire_due_then_once_more_three_days_later_if_still_open(make, h, monkeypatch):
     patient = make.patient()
     h.device(patient)
