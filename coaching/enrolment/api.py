@@ -130,5 +130,5 @@ class MyConsent(MethodView):
     def post(self, body):
         """Accept the current consent version"""
         return service.accept_consent(
-            patient=current_account(), version=body["version"], video=body["video"]
+            patient=current_account(), version=body["version"], video=body.get("video")
         )

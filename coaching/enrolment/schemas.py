@@ -61,7 +61,12 @@ class ConsentDocumentSchema(BaseSchema):
 
 class ConsentAcceptSchema(BaseSchema):
     version = text(20, required=True)
-    video = fields.Boolean(load_default=True, metadata={"description": "Consent to video coaching"})
+    video = fields.Boolean(
+        metadata={
+            "description": "Consent to video coaching; left out: as the patient last said "
+            "(yes at the first acceptance)"
+        }
+    )
 
 
 class ConsentAcceptanceSchema(BaseSchema):

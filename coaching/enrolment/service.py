@@ -310,8 +310,25 @@ def _other_acceptance(patient_id: str, version: str, *, besides: str) -> Consent
     ).scalar_one_or_none()
 
 
-def accept_consent(*, patient: Account, version: str, video: bool = True) -> ConsentAcceptance:
-    """Returns the patient's acceptance of the current version; an outdated version conflicts."""
+def _video_choice(patient_id: str) -> bool:
+    """Returns what the patient last said about video coaching (yes before they said anything)."""
+    latest = db.session.execute(
+        select(ConsentAcceptance.is_video_accepted)
+        .where(ConsentAcceptance.patient_id == patient_id, ConsentAcceptance.withdrawn_at.is_(None))
+        .order_by(ConsentAcceptance.accepted_at.desc(), ConsentAcceptance.id)
+        .limit(1)
+    ).scalar_one_or_none()
+    return True if latest is None else latest
+
+
+def accept_consent(
+    *, patient: Account, version: str, video: bool | None = None
+) -> ConsentAcceptance:
+    """Returns the patient's acceptance of the current version; an outdated version conflicts.
+
+    Without `video` the patient's last word on video coaching stands: accepting again, or a new
+    version, does not switch back on what they switched off (and had every video deleted for).
+    """
     if version != current_consent_version():
         raise Conflict(
             f"Consent version {version} is outdated; the current version is "
@@ -325,7 +342,7 @@ def accept_consent(*, patient: Account, version: str, video: bool = True) -> Con
             version=version,
             locale=patient.locale,
             accepted_at=clock.now(),
-            is_video_accepted=video,
+            is_video_accepted=_video_choice(patient.id) if video is None else video,
         )
         db.session.add(acceptance)
         db.session.flush()
@@ -336,7 +353,7 @@ def accept_consent(*, patient: Account, version: str, video: bool = True) -> Con
             db.session.delete(acceptance)
             db.session.flush()
     if existing is not None:
-        if existing.is_video_accepted != video:
+        if video is not None and existing.is_video_accepted != video:
             existing.is_video_accepted = video
             db.session.flush()
         return existing
