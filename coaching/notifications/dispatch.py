@@ -31,14 +31,20 @@ from coaching.notifications.models import (
     Notification,
     ReminderSettings,
 )
-from coaching.notifications.senders import PushMessage, PushResult, PushSender, get_sender
+from coaching.notifications.senders import (
+    LEASE_DEFAULT_SECONDS,
+    PushMessage,
+    PushResult,
+    PushSender,
+    get_sender,
+)
 from coaching.notifications.timing import Prefs, at_local, decide
 
 log = logging.getLogger(__name__)
 
 DEFAULTS = {
     "PUSH_BATCH_SIZE": 100,
-    "PUSH_LEASE_SECONDS": 120,
+    "PUSH_LEASE_SECONDS": LEASE_DEFAULT_SECONDS,
     "PUSH_MAX_ATTEMPTS": 6,
     "PUSH_BACKOFF_BASE_SECONDS": 30,
     "PUSH_BACKOFF_MAX_SECONDS": 3600,

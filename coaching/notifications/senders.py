@@ -29,6 +29,7 @@ from coaching.db import new_id
 log = logging.getLogger(__name__)
 
 FCM_BATCH = 500  # firebase-admin's limit for send_each
+LEASE_DEFAULT_SECONDS = 120  # PUSH_LEASE_SECONDS unless configured (dispatch.py)
 MAX_PAYLOAD_BYTES = 4096  # FCM's limit for a message's data (and notification) payload
 APNS_COLLAPSE_ID_MAX = 64  # bytes
 
@@ -170,15 +171,25 @@ class FcmSender(PushSender):
 
     name = "fcm"
 
-    def __init__(self, credentials_path: str, *, app_name: str = "coaching") -> None:
+    def __init__(
+        self,
+        credentials_path: str,
+        *,
+        app_name: str = "coaching",
+        http_timeout: float = LEASE_DEFAULT_SECONDS / 4,
+    ) -> None:
         import firebase_admin
         from firebase_admin import credentials
 
         try:
             self.app = firebase_admin.get_app(app_name)
         except ValueError:
+            # firebase-admin waits 120 s for an answer by default, as long as a dispatcher's
+            # lease: a slow FCM would let another dispatcher claim the rows still being sent.
             self.app = firebase_admin.initialize_app(
-                credentials.Certificate(credentials_path), name=app_name
+                credentials.Certificate(credentials_path),
+                options={"httpTimeout": http_timeout},
+                name=app_name,
             )
         self._transport_retries_off()
 
@@ -269,7 +280,13 @@ def get_sender() -> PushSender:
     sender = current_app.extensions.get("push_sender")
     if sender is None:
         if current_app.config["PUSH_SENDER"] == "fcm":
-            sender = FcmSender(current_app.config["FIREBASE_CREDENTIALS"])
+            from coaching.notifications.dispatch import setting
+
+            # A connection retry and the answer, three waits at most, end well within the lease.
+            sender = FcmSender(
+                current_app.config["FIREBASE_CREDENTIALS"],
+                http_timeout=setting("PUSH_LEASE_SECONDS") / 4,
+            )
         else:
             sender = LogSender()
         current_app.extensions["push_sender"] = sender

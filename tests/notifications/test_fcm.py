@@ -426,3 +426,25 @@ def test_a_failing_chunk_leaves_the_results_of_the_chunks_sent_before_it(fcm, mo
     ]
     results = fcm.sender().send(messages)
     assert [r.kind for r in results] == ["ok"] * 500 + ["transient"]
+
+
+def test_a_send_to_fcm_ends_well_within_the_dispatchers_lease(fcm, app):
+    """firebase-admin waits 120 s for an answer by default, as long as the lease: a slow FCM
+    would let another dispatcher claim the rows still being sent and push them again."""
+    import firebase_admin
+    from firebase_admin import messaging
+
+    from coaching.notifications.dispatch import setting
+
+    saved = dict(app.config), app.extensions.pop("push_sender", None)
+    app.config.update(PUSH_SENDER="fcm", FIREBASE_CREDENTIALS=fcm.path)
+    try:
+        sender = get_sender()
+        timeout = messaging._get_messaging_service(sender.app)._client.timeout
+        # One connection retry (the transport's own) and the answer: three waits at most.
+        assert timeout and 3 * timeout < setting("PUSH_LEASE_SECONDS")
+    finally:
+        app.config.clear()
+        app.config.update(saved[0])
+        app.extensions.pop("push_sender", None)
+        firebase_admin.delete_app(firebase_admin.get_app("coaching"))
