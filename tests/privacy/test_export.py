@@ -449,6 +449,13 @@ def test_a_phone_passed_on_brings_no_push_log_of_its_former_owner(clock, client,
     )
     assert erased.status_code == 200, erased.get_json()
     assert db.session.execute(select(PushLogEntry)).scalars().all() != []
+    # The former owner's own erasure takes them.
+    erased = client.delete(
+        f"{API}/me", json={"password": "correct-horse-battery"}, headers=h["patient"]
+    )
+    assert erased.status_code == 200, erased.get_json()
+    db.session.expire_all()
+    assert db.session.execute(select(PushLogEntry)).scalars().all() == []
 
 
 def test_the_zip_is_out_of_reach_from_its_expiry_on_before_the_job_has_run(
