@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
 from coaching import clock
 from coaching.accounts.models import Account
@@ -158,16 +158,22 @@ def plan_appointment(
 
 
 def appointments_query(patient_id: str, scope: str = "all"):
-    """Returns a select() of a patient's appointments: all (by time), upcoming (not cancelled,
-    soonest first) or past (latest first)."""
+    """Returns a select() of a patient's appointments: all (by time), upcoming (not cancelled and
+    not ended, soonest first) or past (the others that have started, latest first).
+
+    One going on is upcoming until it ends, as in `upcoming()` and `next_appointment()`.
+    """
     stmt = select(Appointment).where(Appointment.patient_id == patient_id)
     now = clock.now()
+    # The end is not a column: the few that started but have not ended are found here.
+    going_on = [a.id for a in _ahead([patient_id]) if a.starts_at < now]
     if scope == "upcoming":
         return stmt.where(
-            Appointment.cancelled_at.is_(None), Appointment.starts_at >= now
+            Appointment.cancelled_at.is_(None),
+            or_(Appointment.starts_at >= now, Appointment.id.in_(going_on)),
         ).order_by(Appointment.starts_at, Appointment.id)
     if scope == "past":
-        return stmt.where(Appointment.starts_at < now).order_by(
+        return stmt.where(Appointment.starts_at < now, Appointment.id.not_in(going_on)).order_by(
             Appointment.starts_at.desc(), Appointment.id
         )
     return stmt.order_by(Appointment.starts_at, Appointment.id)
