@@ -7,7 +7,7 @@ from marshmallow import fields, validate
 from coaching.accounts.schemas import EmailAddress
 from coaching.accounts.service import LOCALES
 from coaching.enrolment.models import CHANNELS, REFERRAL_SOURCES
-from coaching.schemas import BaseSchema, UTCDateTime, one_of, text
+from coaching.schemas import BaseSchema, StrictBoolean, UTCDateTime, one_of, text
 
 
 class InviteCreateSchema(BaseSchema):
@@ -61,7 +61,7 @@ class ConsentDocumentSchema(BaseSchema):
 
 class ConsentAcceptSchema(BaseSchema):
     version = text(20, required=True)
-    video = fields.Boolean(
+    video = StrictBoolean(
         metadata={
             "description": "Consent to video coaching; left out: as the patient last said "
             "(yes at the first acceptance)"

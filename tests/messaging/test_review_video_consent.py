@@ -82,3 +82,16 @@ def test_a_first_acceptance_covers_video_unless_the_patient_says_no(client, make
     yes, no = make.patient(consented=False), make.patient(consented=False)
     assert _accept(client, make.headers(yes))["video"] is True
     assert _accept(client, make.headers(no), video=False)["video"] is False
+
+
+@pytest.mark.parametrize("video", ["no", "yes", 0, 1, 1.0, "false"])
+def test_video_takes_json_true_or_false_only(client, make, video):
+    # As every boolean of a request body (StrictBoolean): marshmallow read "no" and 0 as false.
+    patient = make.patient(consented=False)
+    response = client.post(
+        f"{API}/me/consent",
+        json={"version": enrolment.current_consent_version(), "video": video},
+        headers=make.headers(patient),
+    )
+    assert_error(response, 422, "video")
+    assert enrolment.current_acceptance(patient.id) is None
