@@ -71,17 +71,12 @@ def _fhir_response(resource: dict) -> Response:
 # --- questionnaires ---------------------------------------------------------------------------
 
 
-# API.md: lists are paginated (X-Pagination, ?page=&page_size=). These short lists (at most a few
-# dozen entries) come whole on the first page by default, as they did before they were paged.
-WHOLE_LISTS = {"page_size": 100, "max_page_size": 100}
-
-
 @blp.route("/questionnaires")
 class Questionnaires(MethodView):
     @auth_required()
     @blp.arguments(schemas.LocaleArgsSchema, location="query")
     @blp.response(200, schemas.QuestionnaireSummarySchema(many=True))
-    @blp.paginate(Page, **WHOLE_LISTS)
+    @blp.paginate(Page)
     def get(self, args):
         """List the questionnaires"""
         return service.questionnaire_summaries(_locale(args))
@@ -118,7 +113,7 @@ class FhirQuestionnaire(MethodView):
 class MyDueQuestionnaires(MethodView):
     @auth_required("patient")
     @blp.response(200, schemas.DueQuestionnaireSchema(many=True))
-    @blp.paginate(Page, **WHOLE_LISTS)
+    @blp.paginate(Page)
     def get(self):
         """List the questionnaires the patient can fill in now (due or overdue; missed ones are in the schedule)"""
         return service.due_questionnaires(current_account())
@@ -128,7 +123,7 @@ class MyDueQuestionnaires(MethodView):
 class MySchedule(MethodView):
     @auth_required("patient")
     @blp.response(200, schemas.ScheduleEntrySchema(many=True))
-    @blp.paginate(Page, **WHOLE_LISTS)
+    @blp.paginate(Page)
     def get(self):
         """List every scheduled questionnaire with its window and status"""
         return service.schedule_for(current_account())

@@ -451,18 +451,29 @@ def test_relative_change_from_a_negative_baseline_keeps_the_direction(
     assert index["relative_change_percent"] == pytest.approx(100 * 1.446 / 0.446)
 
 
-def test_the_questionnaire_lists_are_paginated_and_whole_on_the_first_page(world, client):
-    """API.md: lists are paginated (X-Pagination and ?page=&page_size=); these short ones come
-    whole unless a page size is asked for."""
+def test_the_questionnaire_lists_are_paginated_as_every_list(world, client):
+    """API.md: lists are paginated with ?page=&page_size= (default 20, max 100) and X-Pagination."""
     h = world.h["patient"]
     for path in ("/questionnaires", "/me/questionnaires/due", "/me/questionnaires/schedule"):
-        whole = client.get(f"/api/v1{path}", headers=h)
+        whole = client.get(f"/api/v1{path}?page_size=100", headers=h)
         assert whole.status_code == 200, path
         items = whole.get_json()
-        page = json.loads(whole.headers["X-Pagination"])
-        assert page == {"total": len(items), "total_pages": 1, "page": 1, "page_size": 100}
-        if len(items) >= 2:
+        total = len(items)
+        pages = max(1, -(-total // 20))
+        assert json.loads(whole.headers["X-Pagination"])["total"] == total
+        collected = []
+        for number in range(1, pages + 1):
+            page = client.get(f"/api/v1{path}?page={number}", headers=h)
+            assert json.loads(page.headers["X-Pagination"]) == {
+                "total": total,
+                "total_pages": pages,
+                "page": number,
+                "page_size": 20,
+            }
+            collected += page.get_json()
+        assert collected == items
+        if total >= 2:
             first = client.get(f"/api/v1{path}?page=1&page_size=1", headers=h)
             assert first.get_json() == items[:1]
-            assert json.loads(first.headers["X-Pagination"])["total_pages"] == len(items)
+            assert json.loads(first.headers["X-Pagination"])["total_pages"] == total
         assert_error(client.get(f"/api/v1{path}?page_size=101", headers=h), 422, "page_size")
