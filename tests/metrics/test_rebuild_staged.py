@@ -219,8 +219,8 @@ def test_an_event_written_during_the_rebuild_waits_for_it_and_is_kept(app, invit
 
 
 def _wait_for_a_lock_wait(connection) -> None:
-    """Returns once another backend waits for a lock (the writer, for its milestone row, which the
-    rebuild's lock on the table holds back); fails after 30 s."""
+    """Returns once another backend waits for a lock (here the writer, for its milestone row, which
+    the rebuild's lock on the table holds back); fails after 30 s."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         waiting = connection.execute(
@@ -232,7 +232,7 @@ def _wait_for_a_lock_wait(connection) -> None:
         if waiting:
             return
         time.sleep(0.01)
-    raise AssertionError("the event writer never waited for the rebuild's lock")
+    raise AssertionError("no other backend ever waited for a lock")
 
 
 @postgres_only

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from coaching.enrolment.models import Invite
 from coaching.extensions import db
 from coaching.metrics import service
 from coaching.metrics.models import UptakeEvent
+from tests.metrics.test_rebuild_staged import _wait_for_a_lock_wait
 
 
 def test_a_step_recorded_once_is_not_stored_again(app, make):
@@ -48,7 +48,8 @@ def test_two_requests_recording_the_same_step_at_once_store_it_once(app, make):
     assert service.record_event(invite=invite, name="invite_opened") is not None
     thread = threading.Thread(target=second_request)
     thread.start()
-    _wait_for_a_lock_wait()
+    with db.engine.connect() as connection:
+        _wait_for_a_lock_wait(connection)  # (the second request, for the milestone row)
     db.session.commit()
     thread.join(timeout=60)
 
@@ -63,21 +64,3 @@ def _events(invite_id: str, name: str) -> int:
         .select_from(UptakeEvent)
         .where(UptakeEvent.invite_id == invite_id, UptakeEvent.name == name)
     ).scalar()
-
-
-def _wait_for_a_lock_wait() -> None:
-    """Returns once another backend waits for a lock (the second request, for the milestone
-    row); fails after 30 s."""
-    deadline = time.monotonic() + 30
-    with db.engine.connect() as connection:
-        while time.monotonic() < deadline:
-            waiting = connection.execute(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                    " AND datname = current_database()"
-                )
-            ).scalar()
-            if waiting:
-                return
-            time.sleep(0.01)
-    raise AssertionError("the second request never waited for the first one's lock")
