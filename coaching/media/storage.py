@@ -5,6 +5,12 @@ signed, expiring URLs of the service itself (see `coaching/media/views.py`). `ME
 keeps them in a bucket: the app uploads straight to the store with a presigned POST whose policy
 pins the exact length, the content type and the key, and plays them back through presigned GETs.
 
+A presigned POST cannot be revoked: until it expires, its holder can write its key again (same
+length, same type). So the bytes the video check read are sealed (`seal()`): on S3, copied, on
+the condition that they are still those bytes (their ETag), to a new key that no upload URL
+names, and played from there. Local storage writes a key once, so its objects are sealed already.
+A presigned GET cannot carry If-Match itself: boto3 signs it as a header the player must send.
+
 Keys are random (32 hex characters) and reveal nothing about who or what is in the file.
 `get_storage()` builds the configured storage on first use and caches it on the app: nothing is
 created at import time.
@@ -64,6 +70,10 @@ class UploadTicket:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+class ObjectChanged(Exception):
+    """The object is no longer the bytes that were read (it was uploaded again)."""
+
+
 class Storage:
     """The operations the service needs from a media store."""
 
@@ -90,6 +100,16 @@ class Storage:
 
     def fetch(self, key: str) -> contextlib.AbstractContextManager[Path]:
         """Returns a context manager giving a local path with the object's bytes."""
+        raise NotImplementedError
+
+    def fetch_version(self, key: str) -> contextlib.AbstractContextManager[tuple[Path, str | None]]:
+        """Returns a context manager giving a local path with the object's bytes and the ETag of
+        exactly those bytes (None where the store keeps none)."""
+        raise NotImplementedError
+
+    def seal(self, *, key: str, etag: str | None, content_type: str) -> tuple[str, str | None]:
+        """Returns the key and ETag under which the bytes read as `etag` stay, where no upload
+        URL can replace them; raises ObjectChanged when the object is no longer those bytes."""
         raise NotImplementedError
 
     def delete(self, key: str) -> None:
@@ -205,6 +225,15 @@ class LocalStorage(Storage):
         if not path.exists():
             raise FileNotFoundError(key)
         yield path
+
+    @contextlib.contextmanager
+    def fetch_version(self, key: str) -> Iterator[tuple[Path, str | None]]:
+        with self.fetch(key) as path:
+            yield path, None
+
+    def seal(self, *, key: str, etag: str | None, content_type: str) -> tuple[str, str | None]:
+        # The writer never replaces an object: what was read stays under its key.
+        return key, etag
 
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -332,6 +361,48 @@ class S3Storage(Storage):
             path = Path(folder) / key
             self.client.download_file(self.bucket, key, str(path))
             yield path
+
+    @contextlib.contextmanager
+    def fetch_version(self, key: str) -> Iterator[tuple[Path, str | None]]:
+        # One GET: the ETag comes with the very bytes written to the file (a transfer in
+        # ranged parts could mix two uploads of the key).
+        with tempfile.TemporaryDirectory(prefix="coaching-media-") as folder:
+            path = Path(folder) / key
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
+            with response["Body"] as body, open(path, "wb") as out:
+                shutil.copyfileobj(body, out, 1024 * 1024)
+            yield path, response["ETag"]
+
+    def seal(self, *, key: str, etag: str | None, content_type: str) -> tuple[str, str | None]:
+        from botocore.exceptions import ClientError
+
+        if etag is None:
+            raise ObjectChanged(key)
+        sealed = new_key()
+        try:
+            # The store copies only while the object is still the bytes that were read.
+            result = self.client.copy_object(
+                Bucket=self.bucket,
+                Key=sealed,
+                CopySource={"Bucket": self.bucket, "Key": key},
+                CopySourceIfMatch=etag,
+                MetadataDirective="REPLACE",
+                ContentType=content_type,
+                **self._sse_args(),
+            )
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code in ("412", "PreconditionFailed", "404", "NoSuchKey"):
+                raise ObjectChanged(key) from exc
+            raise
+        copied = result["CopyObjectResult"]["ETag"]
+        # Without KMS, the ETag of an object uploaded in one part (as a POST is) is its MD5, and
+        # so is its copy's: another ETag means other bytes, should the store not check the
+        # condition itself (S3-compatible stores vary).
+        if self.sse in (None, "AES256") and "-" not in etag and copied != etag:
+            self.delete(sealed)
+            raise ObjectChanged(key)
+        return sealed, copied
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=key)

@@ -101,7 +101,10 @@ class Message(Base):
     # Video only.
     content_type: Mapped[str | None] = mapped_column(String(40))
     size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    # Once checked, the key of the sealed copy of the checked bytes (see coaching/media/storage.py)
+    # and their ETag on the store (None on local storage).
     media_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    media_etag: Mapped[str | None] = mapped_column(String(128))
     thumbnail_key: Mapped[str | None] = mapped_column(String(64))
     media_state: Mapped[str | None] = mapped_column(String(16))
     duration_s: Mapped[float | None] = mapped_column(Float)

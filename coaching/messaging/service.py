@@ -911,9 +911,10 @@ def _check_video(message_id: str) -> None:
     content_type, key = message.content_type, message.media_key
     db.session.commit()  # no transaction stays open while the file is read
     thumbnail_key = new_key()
+    sealed_key = None
     try:
         with (
-            storage.fetch(key) as path,
+            storage.fetch_version(key) as (path, etag),
             tempfile.TemporaryDirectory(prefix="coaching-thumb-") as folder,
         ):
             thumbnail = Path(folder) / "thumbnail.jpg"
@@ -923,6 +924,9 @@ def _check_video(message_id: str) -> None:
                 max_duration_s=_config("MAX_VIDEO_SECONDS"),
                 thumbnail_path=thumbnail,
             )
+            # The upload URL may still work: keep exactly the checked bytes where it cannot write
+            # (a replaced object raises ObjectChanged, and a later run checks the new bytes).
+            sealed_key, sealed_etag = storage.seal(key=key, etag=etag, content_type=content_type)
             storage.save_file(key=thumbnail_key, path=thumbnail, content_type="image/jpeg")
     except VideoRejected as rejected:
         log.info("video %s rejected: %s", message_id, rejected)
@@ -939,16 +943,27 @@ def _check_video(message_id: str) -> None:
         # The store or the disk failed: the lease runs out and a later run tries again.
         log.exception("video %s could not be checked; it will be tried again", message_id)
         db.session.rollback()
+        if sealed_key not in (None, key):
+            media.schedule_deletion(key=sealed_key, reason="orphan_video")
+            db.session.commit()
         return
+    copy = sealed_key if sealed_key != key else None
     message = db.session.get(Message, message_id, populate_existing=True)
     if message is None:
+        media.schedule_deletion(key=copy, reason="orphan_video")
         _let_orphans_go(video_key=key, thumbnail_key=thumbnail_key)
         return
     if message.status != "processing":
         # Consent was withdrawn (or the upload expired) while the check ran.
         media.schedule_deletion(key=thumbnail_key, reason="orphan_thumbnail")
+        media.schedule_deletion(key=copy, reason="orphan_video")
         db.session.commit()
         return
+    if copy is not None:
+        # The uploaded object goes; late writes through its URL are deleted too (media service).
+        media.schedule_deletion(key=message.media_key, reason="sealed_upload")
+        message.media_key = copy
+    message.media_etag = sealed_etag
     message.status = "ready"
     message.duration_s = info.duration_s
     message.thumbnail_key = thumbnail_key

@@ -17,6 +17,7 @@ from coaching.media.storage import (
     DOWNLOAD_SALT,
     UPLOAD_SALT,
     LocalStorage,
+    ObjectChanged,
     S3Storage,
     get_storage,
     new_key,
@@ -218,3 +219,45 @@ def test_an_unreachable_store_answers_503(app, s3, monkeypatch):
     storage = get_storage()
     with pytest.raises(ServiceUnavailable, match="store"):
         storage.size_of(new_key())
+
+
+def test_s3_seal_keeps_the_bytes_read_under_a_key_no_upload_url_names(app, s3, sample_videos):
+    path, content_type = sample_videos["mp4"]
+    storage = get_storage()
+    key = new_key()
+    ticket = storage.upload_ticket(key=key, content_type=content_type, size=path.stat().st_size)
+    form = {"method": ticket.method, "url": ticket.url, "fields": ticket.fields, "headers": {}}
+    assert upload_with_requests(form, path).status_code == 204
+    with storage.fetch_version(key) as (fetched, etag):
+        assert fetched.read_bytes() == path.read_bytes()
+    assert etag == s3.client.head_object(Bucket=s3.bucket, Key=key)["ETag"]
+    sealed, sealed_etag = storage.seal(key=key, etag=etag, content_type=content_type)
+    assert sealed != key and sealed_etag == etag
+    other = bytes(reversed(path.read_bytes()))
+    assert upload_with_requests(form, data=other).status_code == 204
+    got = requests.get(storage.download_url(key=sealed, content_type=content_type)[0], timeout=10)
+    assert got.status_code == 200 and got.content == path.read_bytes()
+    assert got.headers["Content-Type"] == content_type
+
+
+def test_s3_seal_refuses_an_object_replaced_since_it_was_read(app, s3):
+    storage = get_storage()
+    key = new_key()
+    s3.client.put_object(Bucket=s3.bucket, Key=key, Body=b"checked bytes")
+    with storage.fetch_version(key) as (_, etag):
+        s3.client.put_object(Bucket=s3.bucket, Key=key, Body=b"other bytes!!")
+    before = {o["Key"] for o in s3.client.list_objects_v2(Bucket=s3.bucket).get("Contents", [])}
+    with pytest.raises(ObjectChanged):
+        storage.seal(key=key, etag=etag, content_type="video/mp4")
+    after = {o["Key"] for o in s3.client.list_objects_v2(Bucket=s3.bucket).get("Contents", [])}
+    assert after == before == {key}  # no copy left behind
+
+
+def test_local_seal_keeps_the_key_written_once(app, tmp_path):
+    storage = LocalStorage(tmp_path)
+    key = new_key()
+    with storage.writer(key) as out:
+        out.write(b"video")
+    with storage.fetch_version(key) as (path, etag):
+        assert path.read_bytes() == b"video" and etag is None
+    assert storage.seal(key=key, etag=None, content_type="video/mp4") == (key, None)

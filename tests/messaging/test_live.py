@@ -240,3 +240,65 @@ def test_local_expired_playback_url_is_refused_over_real_http(
     expired = requests.get(url, timeout=30)
     assert expired.status_code == 403
     assert expired.json()["code"] == 403
+
+
+def test_s3_an_upload_again_after_the_check_never_reaches_the_receiver(
+    live_server, make, world, sample_videos, s3
+):
+    # A presigned POST works until it expires: the sender can write its key again, same length
+    # and type. The receiver must still get the bytes the check read.
+    patient = Phone(live_server, make, world.patient)
+    therapist = Phone(live_server, make, world.therapist)
+    db.session.rollback()
+    conversation = patient.get("/conversations").json()[0]
+    path, content_type = sample_videos["mp4"]
+    checked = path.read_bytes()
+    message = patient.send_video(conversation["id"], path, content_type)
+    _scheduler_tick()
+    assert patient.get(f"/messages/{message['id']}").json()["status"] == "ready"
+    row = db.session.get(Message, message["id"])
+    assert row.media_etag == s3.client.head_object(Bucket=s3.bucket, Key=row.media_key)["ETag"]
+    db.session.rollback()
+
+    other = bytes(reversed(checked))  # other bytes, the very same length and type
+    again = upload_with_requests(message["upload"], data=other)
+    assert again.status_code == 204, again.text  # the store took it: the URL still works
+    media = therapist.get(f"/messages/{message['id']}/media").json()
+    assert set(media) == {"video_url", "thumbnail_url", "expires_at"}
+    played = requests.get(media["video_url"], timeout=30)
+    assert played.status_code == 200 and played.content == checked
+    seek = requests.get(media["video_url"], headers={"Range": "bytes=100-199"}, timeout=30)
+    assert seek.status_code == 206 and seek.content == checked[100:200]
+
+    # The uploaded object is deleted, and so is a later write through its URL.
+    upload_key = message["upload"]["fields"]["key"]
+    _scheduler_tick()
+    assert get_storage().size_of(upload_key) is None
+    assert upload_with_requests(message["upload"], data=other).status_code == 204
+    _scheduler_tick()
+    assert get_storage().size_of(upload_key) is None
+    assert requests.get(media["video_url"], timeout=30).content == checked
+
+
+def test_s3_consent_withdrawal_deletes_the_uploaded_and_the_checked_objects(
+    live_server, make, world, sample_videos, s3
+):
+    patient = Phone(live_server, make, world.patient)
+    db.session.rollback()
+    conversation = patient.get("/conversations").json()[0]
+    path, content_type = sample_videos["mp4"]
+    message = patient.send_video(conversation["id"], path, content_type)
+    _scheduler_tick()
+    row = db.session.get(Message, message["id"])
+    keys = (message["upload"]["fields"]["key"], row.media_key, row.thumbnail_key)
+    assert keys[0] != keys[1]
+    db.session.rollback()
+    withdrawn = requests.delete(
+        f"{live_server}{API}/me/consent/video",
+        json={"confirm": True},
+        headers=make.headers(world.patient),
+        timeout=30,
+    )
+    assert withdrawn.json() == {"video": False, "videos_deleted": 1}
+    _scheduler_tick()
+    assert all(get_storage().size_of(k) is None for k in keys)
